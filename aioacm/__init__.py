@@ -1,0 +1,35 @@
+"""aioacm: an asyncio client for Alibaba Cloud ACM, with a bundled ACM-compatible server."""
+
+from ._version import __version__
+from .auth import Credentials, CredentialsProvider, StaticCredentialsProvider
+from .errors import (
+    AccessDeniedError,
+    ACMException,
+    ACMRequestException,
+    BadRequestError,
+    ClientClosedError,
+    ConfigNotFoundError,
+    CredentialsError,
+    InvalidOptionError,
+    InvalidParameterError,
+    ServerUnavailableError,
+)
+from .protocol import DEFAULT_GROUP
+
+__all__ = [
+    "DEFAULT_GROUP",
+    "ACMException",
+    "ACMRequestException",
+    "AccessDeniedError",
+    "BadRequestError",
+    "ClientClosedError",
+    "ConfigNotFoundError",
+    "Credentials",
+    "CredentialsError",
+    "CredentialsProvider",
+    "InvalidOptionError",
+    "InvalidParameterError",
+    "ServerUnavailableError",
+    "StaticCredentialsProvider",
+    "__version__",
+]

@@ -1,0 +1,105 @@
+"""The aioacm exception tree.
+
+The two roots keep the sync SDK's names, so code migrating from ``acm-sdk-python`` still
+catches what it caught before::
+
+    ACMException
+    ├── InvalidParameterError        bad data_id / group / namespace / content / argument (also ValueError)
+    │   └── InvalidOptionError       unknown option or a value of the wrong type (also TypeError)
+    ├── ClientClosedError            the client was used after ``aclose()``
+    └── ACMRequestException          a request to ACM did not succeed
+        ├── AccessDeniedError        403: no permission (never retried on another server)
+        ├── BadRequestError          400 and other 4xx the server refused
+        ├── ConfigNotFoundError      404 where a missing item is an error
+        ├── ServerUnavailableError   every server failed (5xx, 409 storms, timeouts, refused connections)
+        └── CredentialsError         credentials could not be obtained
+
+Every error carries ``status``, ``server`` and ``key`` (``dataId+group+namespace``) where they
+apply, and says them in its message. No error ever carries a secret.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ACMException",
+    "ACMRequestException",
+    "AccessDeniedError",
+    "BadRequestError",
+    "ClientClosedError",
+    "ConfigNotFoundError",
+    "CredentialsError",
+    "InvalidOptionError",
+    "InvalidParameterError",
+    "ServerUnavailableError",
+]
+
+
+class ACMException(Exception):
+    """Root of every aioacm error (the sync SDK's name).
+
+    Attributes:
+        status: the HTTP status that caused the error, if any.
+        server: the ``host:port`` that answered (or failed), if any.
+        key: the config key ``dataId+group+namespace`` concerned, if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        server: str | None = None,
+        key: str | None = None,
+    ) -> None:
+        self.message = message
+        self.status = status
+        self.server = server
+        self.key = key
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        details = [
+            f"{name}={value}"
+            for name, value in (("key", self.key), ("server", self.server), ("status", self.status))
+            if value is not None
+        ]
+        return f"{self.message} ({', '.join(details)})" if details else self.message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+
+class InvalidParameterError(ACMException, ValueError):
+    """An argument was refused before any I/O (data_id, group, namespace, content, ...)."""
+
+
+class InvalidOptionError(InvalidParameterError, TypeError):
+    """An unknown option name, or an option value of the wrong type or range."""
+
+
+class ClientClosedError(ACMException):
+    """The client was used after it was closed."""
+
+
+class ACMRequestException(ACMException):
+    """A request to an ACM server did not succeed (the sync SDK's name)."""
+
+
+class AccessDeniedError(ACMRequestException):
+    """The server answered 403: the credentials have no right to this item or namespace."""
+
+
+class BadRequestError(ACMRequestException):
+    """The server refused the request (400 or another 4xx)."""
+
+
+class ConfigNotFoundError(ACMRequestException):
+    """The item does not exist, where that is an error rather than a ``None`` answer."""
+
+
+class ServerUnavailableError(ACMRequestException):
+    """No server could answer: every server was tried, or the server list is empty."""
+
+
+class CredentialsError(ACMRequestException):
+    """Credentials could not be obtained (for example from the RAM role metadata service)."""
