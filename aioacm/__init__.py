@@ -2,6 +2,7 @@
 
 from ._version import __version__
 from .auth import Credentials, CredentialsProvider, StaticCredentialsProvider
+from .client import ACMClient
 from .errors import (
     AccessDeniedError,
     ACMException,
@@ -18,6 +19,7 @@ from .protocol import DEFAULT_GROUP
 
 __all__ = [
     "DEFAULT_GROUP",
+    "ACMClient",
     "ACMException",
     "ACMRequestException",
     "AccessDeniedError",

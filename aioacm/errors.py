@@ -4,14 +4,14 @@ The two roots keep the sync SDK's names, so code migrating from ``acm-sdk-python
 catches what it caught before::
 
     ACMException
-    ├── InvalidParameterError        bad data_id / group / namespace / content / argument (also ValueError)
+    ├── InvalidParameterError        a bad argument, refused before I/O (also ValueError)
     │   └── InvalidOptionError       unknown option or a value of the wrong type (also TypeError)
     ├── ClientClosedError            the client was used after ``aclose()``
     └── ACMRequestException          a request to ACM did not succeed
         ├── AccessDeniedError        403: no permission (never retried on another server)
         ├── BadRequestError          400 and other 4xx the server refused
         ├── ConfigNotFoundError      404 where a missing item is an error
-        ├── ServerUnavailableError   every server failed (5xx, 409 storms, timeouts, refused connections)
+        ├── ServerUnavailableError   every server failed (5xx, 409, timeouts, refused)
         └── CredentialsError         credentials could not be obtained
 
 Every error carries ``status``, ``server`` and ``key`` (``dataId+group+namespace``) where they

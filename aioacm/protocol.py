@@ -128,8 +128,7 @@ def encode_content(content: object) -> bytes:
     except UnicodeEncodeError as exc:
         bad = text[exc.start : exc.end]
         raise InvalidParameterError(
-            f"content has characters ACM cannot store (GBK has no {bad!r} at position"
-            f" {exc.start})"
+            f"content has characters ACM cannot store (GBK has no {bad!r} at position {exc.start})"
         ) from None
     if len(data) > MAX_CONTENT_BYTES:
         raise InvalidParameterError(
