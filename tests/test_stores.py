@@ -1,0 +1,100 @@
+"""The async snapshot / failover stores: layout, atomic writes, degraded folders."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from aioacm.stores import FileStore
+
+CONTENTS = ["plain", "中文=值\r\nline2\n", "", "x" * 200_000]
+
+
+@pytest.mark.parametrize("content", CONTENTS)
+async def test_write_then_read_is_exact_utf8(tmp_path: Path, content: str) -> None:
+    store = FileStore(str(tmp_path / "snap"), name="snapshot")
+    assert await store.write("d+g+ns", content)
+    # the sync SDK's format: the file is the content's UTF-8 bytes, nothing else
+    assert (tmp_path / "snap" / "d+g+ns").read_bytes() == content.encode("utf-8")
+    assert await store.read("d+g+ns") == content
+
+
+async def test_reads_a_file_written_by_hand(tmp_path: Path) -> None:
+    (tmp_path / "d+DEFAULT_GROUP+").write_bytes("a=中\r\n".encode())
+    store = FileStore(str(tmp_path), name="failover")
+    assert await store.read("d+DEFAULT_GROUP+") == "a=中\r\n"
+    assert await store.read("missing+g+") is None
+
+
+async def test_overwrite_leaves_no_temporary_files(tmp_path: Path) -> None:
+    store = FileStore(str(tmp_path), name="snapshot")
+    for i in range(5):
+        await store.write("k+g+", f"v{i}")
+    assert os.listdir(tmp_path) == ["k+g+"]
+    assert (tmp_path / "k+g+").read_text() == "v4"
+
+
+async def test_write_replaces_by_rename_not_in_place(tmp_path: Path) -> None:
+    store = FileStore(str(tmp_path), name="snapshot")
+    await store.write("k+g+", "old")
+    before = os.stat(tmp_path / "k+g+").st_ino
+    with open(tmp_path / "k+g+", "rb") as reader:
+        await store.write("k+g+", "new")
+        # an open reader still sees the whole old file: the new one is a different inode
+        assert reader.read() == b"old"
+    assert os.stat(tmp_path / "k+g+").st_ino != before
+    assert (tmp_path / "k+g+").read_text() == "new"
+
+
+async def test_same_content_is_not_rewritten(tmp_path: Path) -> None:
+    store = FileStore(str(tmp_path), name="snapshot")
+    await store.write("k+g+", "same")
+    first = os.stat(tmp_path / "k+g+").st_ino
+    await store.write("k+g+", "same")
+    assert os.stat(tmp_path / "k+g+").st_ino == first
+    await store.delete("k+g+")
+    assert not (tmp_path / "k+g+").exists()
+    await store.write("k+g+", "same")  # after a delete the file comes back
+    assert (tmp_path / "k+g+").read_text() == "same"
+
+
+async def test_delete_missing_is_quiet(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = FileStore(str(tmp_path), name="snapshot")
+    with caplog.at_level(logging.DEBUG, logger="aioacm"):
+        await store.delete("nope+g+")
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_unwritable_base_warns_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # a file where the folder should be: unwritable even for root
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a folder")
+    store = FileStore(str(blocker / "snap"), name="snapshot")
+    with caplog.at_level(logging.DEBUG, logger="aioacm"):
+        assert not await store.write("a+g+", "v")
+        assert not await store.write("b+g+", "v")
+        assert not await store.write("c+g+", "v")
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "snapshot" in warnings[0].getMessage()
+
+
+async def test_unreadable_file_is_none(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "bad+g+").write_bytes(b"\xff\xfe\xfa not utf-8")
+    (tmp_path / "dir+g+").mkdir()
+    store = FileStore(str(tmp_path), name="failover")
+    with caplog.at_level(logging.WARNING, logger="aioacm"):
+        assert await store.read("bad+g+") is None
+        assert await store.read("dir+g+") is None
+    assert len(caplog.records) == 2
+
+
+@pytest.mark.parametrize("key", ["", ".", "..", "a/b", "../x+g+", "/etc/passwd", "k+g+~x"])
+async def test_path_like_keys_are_refused(tmp_path: Path, key: str) -> None:
+    store = FileStore(str(tmp_path), name="snapshot")
+    with pytest.raises(ValueError, match="not a store key"):
+        await store.write(key, "v")
+    assert os.listdir(tmp_path) == []
