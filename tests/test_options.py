@@ -56,7 +56,7 @@ def test_bad_values_raise(name: str, value: Any) -> None:
 
 
 def test_unknown_option_raises_with_the_known_names() -> None:
-    with pytest.raises(InvalidOptionError, match="unknown option.*no_such_thing") as info:
+    with pytest.raises(InvalidOptionError, match=r"unknown option.*no_such_thing") as info:
         Options.validate({"no_such_thing": 1})
     assert "default_timeout" in str(info.value)
     # migrating code that catches the sync SDK's root, or a plain TypeError/ValueError, still works
