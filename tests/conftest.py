@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -11,6 +12,10 @@ import aioresponses.core
 import pytest
 from aiohttp import ClientResponse
 from aioresponses import aioresponses as _aioresponses
+from helpers import aioacm_tasks
+
+from aioacm import ACMClient
+from aioacm.server import LocalACMServer
 
 
 class _ResponseWithWriter(ClientResponse):
@@ -29,3 +34,29 @@ def mocked(monkeypatch: pytest.MonkeyPatch) -> Iterator[_aioresponses]:
         monkeypatch.setattr(aioresponses.core, "ClientResponse", _ResponseWithWriter)
     with _aioresponses() as m:
         yield m
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[LocalACMServer]:
+    """A bundled ACM server on a free loopback port."""
+    async with LocalACMServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+async def make_client(tmp_path: Path) -> AsyncIterator[Callable[..., ACMClient]]:
+    """Build clients whose snapshot and failover folders live in ``tmp_path``; all are closed
+    (and checked to leave no aioacm task behind) at the end of the test."""
+    clients: list[ACMClient] = []
+
+    def make(endpoint: str, **kwargs: Any) -> ACMClient:
+        kwargs.setdefault("snapshot_base", str(tmp_path / "snapshot"))
+        kwargs.setdefault("failover_base", str(tmp_path / "data"))
+        client = ACMClient(endpoint, **kwargs)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.aclose()
+    assert aioacm_tasks() == []

@@ -1,0 +1,33 @@
+"""The one entry point for tests, lint, types and benchmarks (CI runs the same sessions)."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+
+RUFF = "ruff==0.17.5"
+MYPY = "mypy==2.4.1"
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole test suite against the bundled server (warnings are errors)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install(RUFF)
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on the package."""
+    session.install("-e", ".[test]", MYPY, "types-aiofiles")
+    session.run("mypy")
