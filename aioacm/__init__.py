@@ -3,6 +3,7 @@
 from ._version import __version__
 from .auth import Credentials, CredentialsProvider, StaticCredentialsProvider
 from .client import ACMClient
+from .dispatch import ConfigChange
 from .errors import (
     AccessDeniedError,
     ACMException,
@@ -25,6 +26,7 @@ __all__ = [
     "AccessDeniedError",
     "BadRequestError",
     "ClientClosedError",
+    "ConfigChange",
     "ConfigNotFoundError",
     "Credentials",
     "CredentialsError",

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import logging
 import warnings
+from collections.abc import AsyncIterator, Callable, Iterable
 from types import TracebackType
 from typing import Any
 
 import aiohttp
 
 from .auth import CredentialsProvider, StaticCredentialsProvider
+from .dispatch import CallbackWatcher, ConfigChange, Dispatcher, StreamWatcher, Watcher
 from .errors import (
     ACMRequestException,
     ClientClosedError,
@@ -30,6 +32,7 @@ from .protocol import (
 )
 from .stores import FileStore
 from .transport import Transport
+from .watch import WatchManager
 
 __all__ = ["ACMClient"]
 
@@ -40,6 +43,8 @@ PUBLISH_PATH = "/diamond-server/basestone.do?method=syncUpdateAll"
 REMOVE_PATH = "/diamond-server/datum.do?method=deleteAllDatums"
 LIST_PATH = "/diamond-server/basestone.do"
 LIST_ALL_PAGE_SIZE = 200
+
+WatchCallback = Callable[[dict[str, Any]], Any]
 
 # ``ACMClient.list`` shadows the builtin inside the class body.
 ItemList = list[dict[str, str]]
@@ -125,6 +130,7 @@ class ACMClient:
         self._given_session = session
         self._session: aiohttp.ClientSession | None = None
         self._transport: Transport | None = None
+        self._watches: WatchManager | None = None
         self._closed = False
         self._snapshots = FileStore(self._options.snapshot_base, name="snapshot")
         self._failover = FileStore(self._options.failover_base, name="failover")
@@ -234,14 +240,19 @@ class ACMClient:
         if self._closed:
             return
         self._closed = True
+        watches, self._watches = self._watches, None
         transport, self._transport = self._transport, None
         session, self._session = self._session, None
         try:
-            if transport is not None:
-                await transport.servers.close()
+            if watches is not None:
+                await watches.close()
         finally:
-            if session is not None:
-                await session.close()
+            try:
+                if transport is not None:
+                    await transport.servers.close()
+            finally:
+                if session is not None:
+                    await session.close()
 
     def __del__(self, _warn: Any = warnings.warn) -> None:
         session = getattr(self, "_session", None)
@@ -308,22 +319,14 @@ class ACMClient:
             no_snapshot = self._options.no_snapshot
         elif not isinstance(no_snapshot, bool):
             raise InvalidParameterError(f"no_snapshot must be True or False, not {no_snapshot!r}")
-        transport = self._open()
-
+        self._open()
         content = await self._failover.read(key)
         if content is not None:
             logger.debug("get %s: served from the failover file", key)
             return content
 
         try:
-            resp = await transport.request(
-                "GET",
-                CONFIG_PATH,
-                query=[("dataId", data_id), ("group", group), *self._tenant_fields()],
-                sign=(self._namespace or None, group),
-                timeout=seconds,
-                key=key,
-            )
+            return await self._fetch_server(data_id, group, key, seconds, no_snapshot)
         except ServerUnavailableError:
             if no_snapshot:
                 raise
@@ -333,12 +336,30 @@ class ACMClient:
             logger.warning("get %s: every server failed, served from the snapshot", key)
             return content
 
+    async def _fetch_server(
+        self,
+        data_id: str,
+        group: str,
+        key: str,
+        timeout: float | None = None,
+        no_snapshot: bool | None = None,
+    ) -> str | None:
+        """Read one item from the servers, keeping its snapshot in step."""
+        transport = self._open()
+        resp = await transport.request(
+            "GET",
+            CONFIG_PATH,
+            query=[("dataId", data_id), ("group", group), *self._tenant_fields()],
+            sign=(self._namespace or None, group),
+            timeout=self._options.default_timeout if timeout is None else timeout,
+            key=key,
+        )
         if resp.status == 404:
             logger.debug("get %s: not found on %s", key, resp.server)
             await self._snapshots.delete(key)
             return None
         content = decode_content(resp.body)
-        if not no_snapshot:
+        if not (self._options.no_snapshot if no_snapshot is None else no_snapshot):
             await self._snapshots.write(key, content)
         return content
 
@@ -419,9 +440,7 @@ class ACMClient:
             raise ACMRequestException("list is not served", status=404, server=resp.server)
         return _decode_page(resp.body, resp.server)
 
-    async def list_all(
-        self, group: str | None = None, prefix: str | None = None
-    ) -> ItemList:
+    async def list_all(self, group: str | None = None, prefix: str | None = None) -> ItemList:
         """Every item of the namespace as ``{"dataId", "group"}``, walking pages of 200.
 
         Args:
@@ -448,6 +467,92 @@ class ACMClient:
                 result.append({"dataId": data_id, "group": item_group})
             page += 1
         return result
+
+    # -- watching ---------------------------------------------------------------------------
+
+    def _watch_manager(self) -> WatchManager:
+        self._open()
+        if self._watches is None:
+            self._watches = WatchManager(self, Dispatcher(self._options.callback_thread_num))
+        return self._watches
+
+    async def add_watcher(self, data_id: str, group: str | None, cb: WatchCallback) -> None:
+        """Call ``cb`` on every change of one item (see ``add_watchers``)."""
+        await self.add_watchers(data_id, group, [cb])
+
+    async def add_watchers(
+        self, data_id: str, group: str | None, cb_list: Iterable[WatchCallback]
+    ) -> None:
+        """Call each callback on every change and on deletion of one item.
+
+        A callback is called once at once if the item exists, then on each change (never twice
+        for the same md5) and on deletion (``content`` None). It gets the sync SDK's mapping:
+        ``data_id``, ``group``, ``namespace``, ``raw_content``, ``content``. Plain functions run
+        in a thread pool, ``async def`` ones on the loop; changes of one item reach one callback
+        in order; at most ``callback_thread_num`` callbacks run at once.
+
+        Raises:
+            InvalidParameterError: a bad key, or something that is not callable (before any I/O).
+        """
+        data_id, group, key = self._key(data_id, group)
+        callbacks = list(cb_list) if cb_list is not None else []
+        if not callbacks:
+            raise InvalidParameterError("A callback function is needed")
+        for cb in callbacks:
+            if not callable(cb):
+                raise InvalidParameterError(f"callback {cb!r} is not callable")
+        manager = self._watch_manager()
+        for cb in callbacks:
+            await manager.add(data_id, group, CallbackWatcher(cb, manager.dispatcher, key))
+
+    async def remove_watcher(
+        self, data_id: str, group: str | None, cb: WatchCallback, remove_all: bool = False
+    ) -> None:
+        """Remove one registration of ``cb`` (every one with ``remove_all``) from an item.
+
+        An item with no watcher left is no longer polled; a poller with no key left ends.
+        """
+        data_id, group, _key = self._key(data_id, group)
+        if not callable(cb):
+            raise InvalidParameterError("A callback function is needed")
+        if self._watches is None:
+            return
+
+        def same_callback(watcher: Watcher) -> bool:
+            return isinstance(watcher, CallbackWatcher) and watcher.callback == cb
+
+        await self._watches.remove(data_id, group, same_callback, remove_all)
+
+    def watch(self, data_id: str, group: str | None = None) -> AsyncIterator[ConfigChange]:
+        """Iterate over the changes of one item: ``async for change in client.watch(...)``.
+
+        The first change is the current value when the item exists. Leaving the loop (break,
+        exception, cancellation) ends the subscription; so does closing the client, which ends
+        the loop. ``contextlib.aclosing(client.watch(...))`` ends it deterministically.
+
+        Raises:
+            InvalidParameterError: a bad key (at once, not at the first iteration).
+            ClientClosedError: the client is closed.
+        """
+        data_id, group, _key = self._key(data_id, group)
+        if self._closed:
+            raise ClientClosedError("the client is closed")
+        return self._watch_stream(data_id, group)
+
+    async def _watch_stream(self, data_id: str, group: str) -> AsyncIterator[ConfigChange]:
+        manager = self._watch_manager()
+        watcher = StreamWatcher()
+        await manager.add(data_id, group, watcher)
+        try:
+            while True:
+                change = await watcher.queue.get()
+                if change is None:
+                    return
+                yield change
+        finally:
+            watcher.stop()
+            if self._watches is manager:
+                await manager.remove(data_id, group, lambda w: w is watcher, remove_all=False)
 
 
 def _decode_page(body: bytes, server: str) -> dict[str, Any]:

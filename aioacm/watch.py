@@ -1,0 +1,267 @@
+"""Long polling: which keys are watched, the pollers that watch them, and change detection.
+
+Keys are split over pollers of at most ``pulling_config_size`` keys; each poller is one
+background task (``aioacm.poll[N]``) owned by the client, holding one long poll at a time over the
+shared session. The probe carries the md5 of the last value fetched *from the server* (never of a
+failover file, which made the sync SDK's poller spin), so after an outage the poll resumes with
+the md5s it holds and every change made meanwhile is reported exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ._tasks import cancel_and_wait
+from .dispatch import ConfigChange, Dispatcher, Watcher
+from .errors import ACMException
+from .protocol import build_probe, cache_key, content_md5, parse_poll_response
+
+if TYPE_CHECKING:
+    from .client import ACMClient
+
+__all__ = ["WatchManager"]
+
+logger = logging.getLogger(__name__)
+
+BACKOFF_BASE = 0.5
+BACKOFF_CAP = 10.0
+FETCH_CONCURRENCY = 32
+
+
+def backoff_delay(failures: int) -> float:
+    """Capped exponential backoff with full jitter for the ``failures``-th failure in a row."""
+    return random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(failures, 16)))
+
+
+@dataclass(eq=False)
+class KeyState:
+    """What the client knows of one watched key."""
+
+    data_id: str
+    group: str
+    key: str
+    md5: str = ""  # of the last value fetched from the server: what the probe sends
+    raw: str | None = None  # that value (None: the item does not exist)
+    known: bool = False  # the server confirmed md5 at least once
+    watchers: list[Watcher] = field(default_factory=list)
+    poller: Poller | None = None
+
+
+class Poller:
+    """One long-polling task over up to ``pulling_config_size`` keys."""
+
+    def __init__(self, manager: WatchManager, index: int) -> None:
+        self.manager = manager
+        self.index = index
+        self.keys: dict[str, KeyState] = {}
+        self._wake = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def add(self, state: KeyState) -> None:
+        """Watch ``state`` too; a held poll is cut short so the new key is probed at once."""
+        self.keys[state.key] = state
+        state.poller = self
+        self._wake.set()
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(
+                self._run(), name=f"aioacm.poll[{self.index}]"
+            )
+
+    def discard(self, state: KeyState) -> None:
+        """Stop watching ``state`` (the held poll may still name it; its answer is ignored)."""
+        self.keys.pop(state.key, None)
+        state.poller = None
+
+    async def _run(self) -> None:
+        failures = 0
+        while self.keys:
+            try:
+                ok = await self._poll_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("poller %d failed unexpectedly; restarting", self.index)
+                ok = False
+            if ok:
+                failures = 0
+            else:
+                failures += 1
+                await asyncio.sleep(backoff_delay(failures))
+
+    async def _poll_once(self) -> bool:
+        """One probe and its consequences. False when something failed (the caller backs off)."""
+        client = self.manager.client
+        options = client.options
+        self._wake.clear()
+        states = list(self.keys.values())
+        probe = build_probe((s.data_id, s.group, s.md5, client.namespace) for s in states)
+        headers = {"longPullingTimeout": str(int(options.pulling_timeout * 1000))}
+        if any(not s.known for s in states):
+            headers["longPullingNoHangUp"] = "true"
+        transport = client._open()
+        loop = asyncio.get_running_loop()
+        request = loop.create_task(
+            transport.request(
+                "POST",
+                "/diamond-server/config.co",
+                form=[("Probe-Modify-Request", probe)],
+                headers=headers,
+                timeout=options.pulling_timeout + 10,
+            ),
+            name=f"aioacm.poll[{self.index}].request",
+        )
+        woken = loop.create_task(self._wake.wait(), name=f"aioacm.poll[{self.index}].wake")
+        try:
+            await asyncio.wait({request, woken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await cancel_and_wait(woken)
+            if not request.done():
+                await cancel_and_wait(request)
+        if request.cancelled():
+            return True  # a key was added: probe again at once
+        try:
+            resp = request.result()
+        except ACMException as exc:
+            logger.warning("poller %d: %s", self.index, exc)
+            return False
+        by_name = {(s.data_id, s.group): s for s in states}
+        changed = [
+            by_name[(data_id, group)]
+            for data_id, group, _tenant in parse_poll_response(resp.body)
+            if (data_id, group) in by_name
+        ]
+        changed_set = set(map(id, changed))
+        confirmed = [s for s in states if not s.known and id(s) not in changed_set]
+        for state in confirmed:
+            # the server agrees with the local snapshot: that is the current value
+            state.known = True
+            await self.manager.deliver(state)
+        return await self.manager.refresh(changed)
+
+
+class WatchManager:
+    """Every watched key of one client, its pollers, and delivery to its watchers."""
+
+    def __init__(self, client: ACMClient, dispatcher: Dispatcher) -> None:
+        self.client = client
+        self.dispatcher = dispatcher
+        self._states: dict[str, KeyState] = {}
+        self._pollers: list[Poller] = []
+        self._next_index = 0
+        self._fetch_limit = asyncio.Semaphore(FETCH_CONCURRENCY)
+
+    @property
+    def keys(self) -> list[str]:
+        """The watched keys."""
+        return list(self._states)
+
+    @property
+    def pollers(self) -> list[Poller]:
+        """The running pollers."""
+        return list(self._pollers)
+
+    async def add(self, data_id: str, group: str, watcher: Watcher) -> None:
+        """Add ``watcher`` to a key, starting to poll the key if it is new."""
+        key = cache_key(data_id, group, self.client.namespace)
+        state = self._states.get(key)
+        if state is None:
+            snapshot = await self.client._snapshots.read(key)
+            state = self._states.get(key)  # another add may have won the race
+            if state is None:
+                state = KeyState(data_id, group, key, content_md5(snapshot), snapshot)
+                self._states[key] = state
+                self._poller_with_room().add(state)
+        state.watchers.append(watcher)
+        if state.known:
+            watcher.offer(await self._change(state))
+
+    async def remove(
+        self, data_id: str, group: str, match: Callable[[Watcher], bool], remove_all: bool
+    ) -> int:
+        """Remove the first (or every) watcher of a key that ``match``es; return how many."""
+        key = cache_key(data_id, group, self.client.namespace)
+        state = self._states.get(key)
+        if state is None:
+            return 0
+        removed = []
+        for watcher in list(state.watchers):
+            if match(watcher):
+                state.watchers.remove(watcher)
+                watcher.stop()
+                removed.append(watcher)
+                if not remove_all:
+                    break
+        if not state.watchers:
+            del self._states[key]
+            poller = state.poller
+            if poller is not None:
+                poller.discard(state)
+                if not poller.keys:
+                    self._pollers.remove(poller)
+                    await cancel_and_wait(poller.task)
+        return len(removed)
+
+    def _poller_with_room(self) -> Poller:
+        size = self.client.options.pulling_config_size
+        for poller in self._pollers:
+            if len(poller.keys) < size:
+                return poller
+        poller = Poller(self, self._next_index)
+        self._next_index += 1
+        self._pollers.append(poller)
+        return poller
+
+    async def refresh(self, states: list[KeyState]) -> bool:
+        """Fetch the keys the server reported changed and deliver them; False if any failed."""
+        results = await asyncio.gather(*(self._refresh_one(s) for s in states))
+        return all(results)
+
+    async def _refresh_one(self, state: KeyState) -> bool:
+        async with self._fetch_limit:
+            if state.poller is None:
+                return True  # no longer watched
+            try:
+                raw = await self.client._fetch_server(state.data_id, state.group, state.key)
+            except ACMException as exc:
+                logger.warning("cannot fetch changed %s: %s", state.key, exc)
+                return False
+        state.raw, state.md5, state.known = raw, content_md5(raw), True
+        await self.deliver(state)
+        return True
+
+    async def _change(self, state: KeyState) -> ConfigChange:
+        # A failover file overrides the server for watchers too, as it does for get().
+        raw = await self.client._failover.read(state.key)
+        if raw is None:
+            raw = state.raw
+        return ConfigChange(
+            data_id=state.data_id,
+            group=state.group,
+            namespace=self.client.namespace,
+            content=raw,
+            raw_content=raw,
+            md5=content_md5(raw),
+        )
+
+    async def deliver(self, state: KeyState) -> None:
+        """Offer the key's current value to each of its watchers."""
+        if not state.watchers:
+            return
+        change = await self._change(state)
+        for watcher in list(state.watchers):
+            watcher.offer(change)
+
+    async def close(self) -> None:
+        """Cancel and await every poller, end every watcher, then the dispatcher."""
+        pollers, self._pollers = self._pollers, []
+        await asyncio.gather(*(cancel_and_wait(p.task) for p in pollers))
+        states, self._states = self._states, {}
+        for state in states.values():
+            for watcher in state.watchers:
+                watcher.stop()
+        await self.dispatcher.close()
