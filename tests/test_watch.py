@@ -16,6 +16,7 @@ import pytest
 from helpers import aioacm_tasks
 
 from aioacm import ACMClient, ClientClosedError, ConfigChange, InvalidParameterError
+from aioacm.protocol import content_md5
 from aioacm.server import LocalACMServer
 
 MakeClient = Callable[..., ACMClient]
@@ -397,7 +398,8 @@ async def test_watch_iterator(server: LocalACMServer, fast: MakeClient) -> None:
                 break
         assert [c.content for c in changes] == ["v1", "v2", None]
         assert changes[-1].deleted
-        assert changes[0].md5 and changes[0].data_id == "d" and changes[0].group == "g"
+        assert changes[0].md5 == content_md5("v1")
+        assert (changes[0].data_id, changes[0].group, changes[0].namespace) == ("d", "g", "")
         with pytest.raises(AttributeError):
             changes[0].content = "x"  # type: ignore[misc]
         assert "v1" not in repr(changes[0])
