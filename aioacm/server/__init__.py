@@ -1,0 +1,12 @@
+"""A bundled ACM-compatible server (aiohttp.web) for tests, demos and local development.
+
+Run it in-process with :class:`LocalACMServer`, or standalone with
+``python -m aioacm.server --port 8080`` (also installed as ``aioacm-server``).
+"""
+
+from .faults import Fault
+from .records import OPS, RequestRecord
+from .server import LocalACMServer
+from .store import ConfigItem
+
+__all__ = ["OPS", "ConfigItem", "Fault", "LocalACMServer", "RequestRecord"]

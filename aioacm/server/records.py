@@ -1,0 +1,102 @@
+"""The server's request log: one record per request, named by the ACM operation it is."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl
+
+from multidict import CIMultiDict, MultiDict
+
+if TYPE_CHECKING:
+    from .faults import Fault
+
+__all__ = ["OPS", "PREFIX", "RequestRecord", "classify"]
+
+PREFIX = "/diamond-server"
+
+_CHARSET = re.compile(r"charset=\"?([A-Za-z0-9_.:-]+)", re.IGNORECASE)
+
+#: Every operation name a request can be logged (and faulted) under.
+OPS = ("address", "get", "publish", "remove", "list", "poll", "other")
+
+
+def classify(method: str, path: str, action: str | None) -> str:
+    """Name the ACM operation a request is, from its HTTP method, path and ``method`` query.
+
+    Args:
+        method: the HTTP method (``GET``, ``POST``...).
+        path: the request path.
+        action: the ``method`` query parameter, if any (``syncUpdateAll``...).
+
+    Returns:
+        One of :data:`OPS`; ``"other"`` for anything the server does not serve.
+    """
+    if not path.startswith(PREFIX + "/"):
+        return "other"
+    name = path[len(PREFIX) + 1 :]
+    if method == "GET":
+        if name == "diamond" or (name.startswith("diamond-unit-") and len(name) > 13):
+            return "address"
+        if name == "config.co":
+            return "get"
+        if name == "basestone.do" and action == "getAllConfigByTenant":
+            return "list"
+    elif method == "POST":
+        if name == "config.co" and action is None:
+            return "poll"
+        if name == "basestone.do" and action == "syncUpdateAll":
+            return "publish"
+        if name == "datum.do" and action == "deleteAllDatums":
+            return "remove"
+    return "other"
+
+
+@dataclass
+class RequestRecord:
+    """One request the server received, as the client sent it, and what it answered.
+
+    Attributes:
+        op: the operation (one of :data:`OPS`).
+        method: the HTTP method.
+        path: the request path, without the query.
+        query_string: the raw query string (still percent-encoded).
+        headers: a case-insensitive copy of the request headers.
+        body: the raw request body.
+        status: the status answered; ``None`` while the request is in progress, or when the
+            connection was dropped (by a fault, or because the server stopped).
+        fault: the fault that was applied to the request, if any.
+        received_at: ``time.time()`` when the request arrived.
+    """
+
+    op: str
+    method: str
+    path: str
+    query_string: str
+    headers: CIMultiDict[str]
+    body: bytes
+    status: int | None = None
+    fault: Fault | None = None
+    received_at: float = field(default_factory=time.time)
+
+    @property
+    def query(self) -> MultiDict[str]:
+        """The query parameters, decoded as UTF-8."""
+        return MultiDict(parse_qsl(self.query_string, keep_blank_values=True))
+
+    def form(self, encoding: str | None = None) -> MultiDict[str]:
+        """The form body decoded like the server does (values percent-encoded bytes).
+
+        Args:
+            encoding: the charset of the values; by default the ``charset`` of the request's
+                Content-Type, else GBK (what ACM clients send).
+        """
+        if encoding is None:
+            match = _CHARSET.search(self.headers.get("Content-Type", ""))
+            encoding = match.group(1) if match else "gbk"
+        text = self.body.decode(encoding, errors="replace")
+        return MultiDict(
+            parse_qsl(text, keep_blank_values=True, encoding=encoding, errors="replace")
+        )

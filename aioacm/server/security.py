@@ -1,0 +1,109 @@
+"""Checking the Spas signature headers the way ACM does (PROTOCOL.md section 4).
+
+The server only checks what it was told to: with no credentials configured every request
+passes. With credentials, a request must name a known access key in ``Spas-AccessKey``; where
+the client has something to sign (a tenant or a group), ``Spas-Signature`` must be
+base64(HMAC-SHA1(secret, sign string)) and ``timeStamp`` within the window of the server's
+clock. The long poll, which the sync SDK never signs, only needs the known key; a signature it
+does carry must still be valid.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Callable, Iterable, Mapping
+
+from multidict import CIMultiDictProxy
+
+from ..auth import sign, sign_string
+
+__all__ = ["AccessDenied", "SignatureChecker"]
+
+
+class AccessDenied(Exception):
+    """A request failed the check; the message says why (it never holds a secret)."""
+
+
+class SignatureChecker:
+    """Verifies the Spas headers of requests against a fixed set of access keys.
+
+    Args:
+        credentials: ``{access_key: secret_key}``; ``None`` or empty turns checking off.
+        window: how far (seconds) ``timeStamp`` may be from the server's clock.
+        clock: returns the current time in seconds (for tests).
+    """
+
+    def __init__(
+        self,
+        credentials: Mapping[str, str] | None,
+        window: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if window <= 0:
+            raise ValueError("the signature window must be positive")
+        self._credentials = dict(credentials or {})
+        self.window = window
+        self._clock = clock
+
+    @property
+    def enabled(self) -> bool:
+        """Whether requests are checked at all."""
+        return bool(self._credentials)
+
+    def check(
+        self,
+        headers: CIMultiDictProxy[str],
+        signed_parts: Iterable[tuple[str | None, str | None]],
+        *,
+        require_signature: bool,
+    ) -> None:
+        """Check one request's headers.
+
+        Args:
+            headers: the request headers.
+            signed_parts: the ``(tenant, group)`` pairs a valid signature may cover; the sign
+                string is ``sign_string(tenant, group, timeStamp)``, or the bare timestamp
+                when both are empty.
+            require_signature: whether a request without ``Spas-Signature`` is refused.
+
+        Raises:
+            AccessDenied: the request must be answered 403.
+        """
+        if not self.enabled:
+            return
+        access_key = headers.get("Spas-AccessKey")
+        if not access_key:
+            raise AccessDenied("no Spas-AccessKey header")
+        secret = self._credentials.get(access_key)
+        if secret is None:
+            raise AccessDenied("unknown access key")
+        token = headers.get("Spas-SecurityToken")
+        if token is not None:
+            self.check_security_token(access_key, token)
+        signature = headers.get("Spas-Signature")
+        if signature is None:
+            if require_signature:
+                raise AccessDenied("no Spas-Signature header")
+            return
+        timestamp = headers.get("timeStamp", "")
+        if not timestamp.isdigit():
+            raise AccessDenied("no valid timeStamp header")
+        skew = abs(self._clock() * 1000 - int(timestamp)) / 1000
+        if skew > self.window:
+            raise AccessDenied(f"timeStamp is {skew:.0f} s away from the server clock")
+        for tenant, group in signed_parts:
+            text = sign_string(tenant, group, timestamp) or timestamp
+            if hmac.compare_digest(sign(secret, text), signature):
+                return
+        raise AccessDenied("signature does not match")
+
+    def check_security_token(self, access_key: str, token: str) -> None:
+        """Check an STS ``Spas-SecurityToken``. Every token is accepted for now.
+
+        Override (or replace) this to verify tokens.
+
+        Raises:
+            AccessDenied: the token is not valid for ``access_key``.
+        """
+        del access_key, token
