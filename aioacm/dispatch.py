@@ -182,6 +182,8 @@ class Dispatcher:
     async def close(self) -> None:
         """Cancel and await every worker; shut the thread pool down without waiting."""
         while self._tasks:
+            for task in self._tasks:
+                task.cancel()
             await asyncio.gather(*(cancel_and_wait(t) for t in list(self._tasks)))
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)

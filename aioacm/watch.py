@@ -79,7 +79,7 @@ class Poller:
 
     async def _run(self) -> None:
         failures = 0
-        while self.keys:
+        while self.keys and not self.manager.client.closed:
             try:
                 ok = await self._poll_once()
             except asyncio.CancelledError:
@@ -103,7 +103,9 @@ class Poller:
         headers = {"longPullingTimeout": str(int(options.pulling_timeout * 1000))}
         if any(not s.known for s in states):
             headers["longPullingNoHangUp"] = "true"
-        transport = client._open()
+        transport = client._transport
+        if transport is None:  # the client is closing: aclose() is cancelling this task
+            return True
         loop = asyncio.get_running_loop()
         request = loop.create_task(
             transport.request(
@@ -119,9 +121,13 @@ class Poller:
         try:
             await asyncio.wait({request, woken}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            await cancel_and_wait(woken)
-            if not request.done():
-                await cancel_and_wait(request)
+            # Also when this poller is being cancelled: both helpers end here, and a request
+            # that failed meanwhile has its exception retrieved (never "never retrieved").
+            woken.cancel()
+            request.cancel()
+            await asyncio.wait({request, woken})
+            if not request.cancelled():
+                request.exception()
         if request.cancelled():
             return True  # a key was added: probe again at once
         try:
@@ -259,6 +265,9 @@ class WatchManager:
     async def close(self) -> None:
         """Cancel and await every poller, end every watcher, then the dispatcher."""
         pollers, self._pollers = self._pollers, []
+        for poller in pollers:  # all at once, before any of them can take another step
+            if poller.task is not None:
+                poller.task.cancel()
         await asyncio.gather(*(cancel_and_wait(p.task) for p in pollers))
         states, self._states = self._states, {}
         for state in states.values():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import inspect
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -34,6 +36,20 @@ def mocked(monkeypatch: pytest.MonkeyPatch) -> Iterator[_aioresponses]:
         monkeypatch.setattr(aioresponses.core, "ClientResponse", _ResponseWithWriter)
     with _aioresponses() as m:
         yield m
+
+
+@pytest.fixture(autouse=True)
+async def _loop_errors_fail_the_test() -> AsyncIterator[None]:
+    """A task exception never retrieved, or any other error the event loop reports, fails the
+    test (warnings-as-errors does not see these: the loop logs them)."""
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    yield
+    gc.collect()  # a dead task reports its unretrieved exception when collected
+    loop.set_exception_handler(previous)
+    assert not reported, [c.get("message") for c in reported]
 
 
 @pytest.fixture

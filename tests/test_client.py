@@ -231,7 +231,8 @@ async def test_rotation_reaches_the_healthy_server_and_sticks(make_client: MakeC
                 assert await client.get("d", "g") == f"from {c.port}"
         # each failing server was tried at most once: the client stayed on c afterwards
         assert a.request_count("get") <= 1
-        assert b.request_count("get") <= 1
+        # aiohttp itself retries an idempotent request once on a dropped kept-alive connection
+        assert b.request_count("get") <= 2
         assert c.request_count("get") == 5
 
 
