@@ -27,12 +27,15 @@ async def acm_endpoint() -> AsyncIterator[str]:
 
 
 async def main() -> None:
-    async with acm_endpoint() as endpoint, ACMClient(
-        endpoint,
-        namespace=os.environ.get("ACM_NAMESPACE"),
-        ak=os.environ.get("ACM_AK"),
-        sk=os.environ.get("ACM_SK"),
-    ) as client:
+    async with (
+        acm_endpoint() as endpoint,
+        ACMClient(
+            endpoint,
+            namespace=os.environ.get("ACM_NAMESPACE"),
+            ak=os.environ.get("ACM_AK"),
+            sk=os.environ.get("ACM_SK"),
+        ) as client,
+    ):
         await client.publish("quickstart.properties", "DEFAULT_GROUP", "greeting=你好, ACM")
         content = await client.get("quickstart.properties", "DEFAULT_GROUP")
         print(f"read back: {content}")
