@@ -18,6 +18,7 @@ from aioacm import (
     ACMException,
     ACMRequestException,
     ClientClosedError,
+    Credentials,
     InvalidParameterError,
     ServerUnavailableError,
 )
@@ -384,3 +385,25 @@ async def test_secret_key_is_not_in_repr(server: LocalACMServer, make_client: Ma
     client = make_client(server.endpoint, ak="AKID", sk="SUPERSECRET")
     assert "SUPERSECRET" not in repr(client)
     assert "AKID" in repr(client)
+
+
+async def test_a_credentials_provider_signs_requests(make_client: MakeClient) -> None:
+    class Rotating:
+        """A user-supplied provider: asked once per request."""
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        async def get_credentials(self) -> Credentials:
+            self.calls += 1
+            return Credentials("ak", "sk")
+
+    provider = Rotating()
+    async with LocalACMServer(credentials={"ak": "sk"}) as server:
+        server.set_config("d", "g", "v")
+        async with make_client(server.endpoint, credentials=provider) as client:
+            assert await client.get("d", "g") == "v"
+            assert await client.publish("d", "g", "w")
+    assert provider.calls == 2
+    with pytest.raises(InvalidParameterError):
+        ACMClient("h", ak="a", sk="b", credentials=provider)

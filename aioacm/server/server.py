@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import ssl
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 
@@ -51,6 +52,7 @@ class LocalACMServer:
             after every change. Items set before the first start win over the file's.
         signature_window: how far (seconds) a signed request's ``timeStamp`` may be off.
         shutdown_timeout: how long ``stop()`` lets requests in progress finish.
+        ssl_context: serve HTTPS with this context (the address server too).
         request_log_limit: keep only this many of the latest requests in :attr:`requests`
             (``None``: all of them, for tests; a long-running server should set a limit).
 
@@ -72,11 +74,13 @@ class LocalACMServer:
         data_file: str | os.PathLike[str] | None = None,
         signature_window: float = 60.0,
         shutdown_timeout: float = 1.0,
+        ssl_context: ssl.SSLContext | None = None,
         request_log_limit: int | None = None,
     ) -> None:
         self._host = host
         self._port = port
         self._shutdown_timeout = shutdown_timeout
+        self._ssl_context = ssl_context
         self._request_log_limit = request_log_limit
         self._checker = SignatureChecker(credentials, signature_window)
         self._faults = FaultInjector()
@@ -114,8 +118,8 @@ class LocalACMServer:
 
     @property
     def url(self) -> str:
-        """``http://host:port``."""
-        return f"http://{self.endpoint}"
+        """``http://host:port`` (``https`` when serving TLS)."""
+        return f"{'https' if self._ssl_context else 'http'}://{self.endpoint}"
 
     @property
     def running(self) -> bool:
@@ -145,7 +149,7 @@ class LocalACMServer:
         )
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self._host, self._port)
+            site = web.TCPSite(runner, self._host, self._port, ssl_context=self._ssl_context)
             await site.start()
         except BaseException:
             await runner.cleanup()
