@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 10.0
 FETCH_CONCURRENCY = 32
+ADD_COALESCE_SECONDS = 0.005
 
 
 def backoff_delay(failures: int) -> float:
@@ -60,17 +61,33 @@ class Poller:
         self.index = index
         self.keys: dict[str, KeyState] = {}
         self._wake = asyncio.Event()
+        self._wake_handle: asyncio.TimerHandle | None = None
         self.task: asyncio.Task[None] | None = None
 
     def add(self, state: KeyState) -> None:
         """Watch ``state`` too; a held poll is cut short so the new key is probed at once."""
         self.keys[state.key] = state
         state.poller = self
-        self._wake.set()
+        if self._wake_handle is None:
+            # Keys added within a few milliseconds share one re-probe: adding a thousand
+            # keys one by one costs a handful of polls, not a thousand growing ones.
+            self._wake_handle = asyncio.get_running_loop().call_later(
+                ADD_COALESCE_SECONDS, self._wake_up
+            )
         if self.task is None:
             self.task = asyncio.get_running_loop().create_task(
                 self._run(), name=f"aioacm.poll[{self.index}]"
             )
+
+    def stop_waking(self) -> None:
+        """Drop a pending wake-up (the poller is being stopped)."""
+        if self._wake_handle is not None:
+            self._wake_handle.cancel()
+            self._wake_handle = None
+
+    def _wake_up(self) -> None:
+        self._wake_handle = None
+        self._wake.set()
 
     def discard(self, state: KeyState) -> None:
         """Stop watching ``state`` (the held poll may still name it; its answer is ignored)."""
@@ -209,6 +226,7 @@ class WatchManager:
                 poller.discard(state)
                 if not poller.keys:
                     self._pollers.remove(poller)
+                    poller.stop_waking()
                     await cancel_and_wait(poller.task)
         return len(removed)
 
@@ -266,6 +284,7 @@ class WatchManager:
         """Cancel and await every poller, end every watcher, then the dispatcher."""
         pollers, self._pollers = self._pollers, []
         for poller in pollers:  # all at once, before any of them can take another step
+            poller.stop_waking()
             if poller.task is not None:
                 poller.task.cancel()
         await asyncio.gather(*(cancel_and_wait(p.task) for p in pollers))
