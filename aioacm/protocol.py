@@ -57,20 +57,24 @@ def _check_str(value: object, what: str) -> str:
     return value
 
 
+def _check_key_part(value: str, what: str, limit: int) -> str:
+    if len(value) > limit:
+        raise InvalidParameterError(
+            f"Invalid {what}: longer than {limit} characters ({len(value)})"
+        )
+    if not _KEY_PART.fullmatch(value):
+        raise InvalidParameterError(
+            f"Invalid {what} {value!r}: only ASCII letters, digits and . : - _ are allowed"
+        )
+    return value
+
+
 def validate_data_id(data_id: object) -> str:
     """Return ``data_id`` if ACM accepts it, else raise InvalidParameterError."""
     value = _check_str(data_id, "data_id")
     if not value:
         raise InvalidParameterError("Invalid dataId: it must not be empty")
-    if len(value) > MAX_DATA_ID_BYTES:
-        raise InvalidParameterError(
-            f"Invalid dataId: longer than {MAX_DATA_ID_BYTES} characters ({len(value)})"
-        )
-    if not _KEY_PART.fullmatch(value):
-        raise InvalidParameterError(
-            f"Invalid dataId {value!r}: only ASCII letters, digits and . : - _ are allowed"
-        )
-    return value
+    return _check_key_part(value, "dataId", MAX_DATA_ID_BYTES)
 
 
 def normalize_group(group: object) -> str:
@@ -80,15 +84,7 @@ def normalize_group(group: object) -> str:
     value = _check_str(group, "group").strip()
     if not value:
         return DEFAULT_GROUP
-    if len(value) > MAX_GROUP_BYTES:
-        raise InvalidParameterError(
-            f"Invalid group: longer than {MAX_GROUP_BYTES} characters ({len(value)})"
-        )
-    if not _KEY_PART.fullmatch(value):
-        raise InvalidParameterError(
-            f"Invalid group {value!r}: only ASCII letters, digits and . : - _ are allowed"
-        )
-    return value
+    return _check_key_part(value, "group", MAX_GROUP_BYTES)
 
 
 def validate_namespace(namespace: object) -> str:
