@@ -122,18 +122,17 @@ class ACMClient:
         )
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise InvalidParameterError("session must be an aiohttp.ClientSession")
-        self._options = Options()
-        if ram_role_name is not None:
-            options = {**options, "ram_role_name": ram_role_name}
-        self._check_supported(self._options.validate(options))
-        self._options.update(options)
         self._given_session = session
         self._session: aiohttp.ClientSession | None = None
         self._transport: Transport | None = None
         self._watches: WatchManager | None = None
         self._closed = False
+        self._options = Options()
         self._snapshots = FileStore(self._options.snapshot_base, name="snapshot")
         self._failover = FileStore(self._options.failover_base, name="failover")
+        if ram_role_name is not None:
+            options = {**options, "ram_role_name": ram_role_name}
+        self.set_options(**options)
 
     # -- settings ---------------------------------------------------------------------------
 
@@ -175,8 +174,9 @@ class ACMClient:
         Raises:
             InvalidOptionError: an unknown name or a bad value; nothing is changed then.
         """
-        self._check_supported(self._options.validate(options))
-        changed = self._options.update(options)
+        checked = Options.validate(options)
+        self._check_supported(checked)
+        changed = self._options.apply(checked)
         if "snapshot_base" in changed:
             self._snapshots = FileStore(self._options.snapshot_base, name="snapshot")
         if "failover_base" in changed:

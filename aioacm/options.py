@@ -164,7 +164,10 @@ class Options:
 
     def update(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """Validate all of ``values`` first, then apply them together; return what changed."""
-        checked = self.validate(values)
+        return self.apply(self.validate(values))
+
+    def apply(self, checked: Mapping[str, Any]) -> dict[str, Any]:
+        """Apply values ``validate`` returned; return what changed."""
         changed = {k: v for k, v in checked.items() if getattr(self, k) != v}
         for name, value in checked.items():
             setattr(self, name, value)

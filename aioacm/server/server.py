@@ -254,7 +254,7 @@ class LocalACMServer:
 
     def get_config(self, data_id: str, group: str | None = None, tenant: str = "") -> str | None:
         """The content stored under the key, or ``None``."""
-        item = self.store.get(_key(data_id, group, tenant))
+        item = self.get_item(data_id, group, tenant)
         return item.content if item is not None else None
 
     def get_item(
