@@ -1,7 +1,12 @@
 """aioacm: an asyncio client for Alibaba Cloud ACM, with a bundled ACM-compatible server."""
 
 from ._version import __version__
-from .auth import Credentials, CredentialsProvider, StaticCredentialsProvider
+from .auth import (
+    Credentials,
+    CredentialsProvider,
+    RamRoleCredentialsProvider,
+    StaticCredentialsProvider,
+)
 from .client import ACMClient
 from .dispatch import ConfigChange
 from .errors import (
@@ -14,6 +19,7 @@ from .errors import (
     CredentialsError,
     InvalidOptionError,
     InvalidParameterError,
+    KMSError,
     ServerUnavailableError,
 )
 from .protocol import DEFAULT_GROUP
@@ -33,6 +39,8 @@ __all__ = [
     "CredentialsProvider",
     "InvalidOptionError",
     "InvalidParameterError",
+    "KMSError",
+    "RamRoleCredentialsProvider",
     "ServerUnavailableError",
     "StaticCredentialsProvider",
     "__version__",

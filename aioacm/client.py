@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterable
 from types import TracebackType
@@ -12,15 +13,17 @@ from typing import Any
 
 import aiohttp
 
-from .auth import CredentialsProvider, StaticCredentialsProvider
+from .auth import CredentialsProvider, RamRoleCredentialsProvider, StaticCredentialsProvider
 from .dispatch import CallbackWatcher, ConfigChange, Dispatcher, StreamWatcher, Watcher
 from .errors import (
     ACMRequestException,
     ClientClosedError,
+    CredentialsError,
     InvalidOptionError,
     InvalidParameterError,
     ServerUnavailableError,
 )
+from .kms import KMS, envelope_key_spec, is_cipher, kms_available
 from .options import Options
 from .protocol import (
     cache_key,
@@ -43,6 +46,10 @@ PUBLISH_PATH = "/diamond-server/basestone.do?method=syncUpdateAll"
 REMOVE_PATH = "/diamond-server/datum.do?method=deleteAllDatums"
 LIST_PATH = "/diamond-server/basestone.do"
 LIST_ALL_PAGE_SIZE = 200
+# Envelope-encrypted items keep their encrypted data key beside the content, in a subfolder of
+# the snapshot and failover folders (a name no key can take: keys always contain "+").
+DATA_KEY_FOLDER = "encrypted-data-key"
+DATA_KEY_HEADER = "Encrypted-Data-Key"
 
 WatchCallback = Callable[[dict[str, Any]], Any]
 
@@ -82,7 +89,9 @@ class ACMClient:
         namespace: the namespace (tenant) id; None or "" for the default namespace.
         ak: AccessKey; signs requests together with ``sk``.
         sk: SecretKey.
-        ram_role_name: take credentials from this ECS RAM role (a later release).
+        ram_role_name: sign with the temporary credentials of this ECS RAM role, fetched from
+            the instance metadata service (``ram_metadata_url``); wins over ak/sk, as in the
+            sync SDK.
         unit_name: the address-server unit, if any.
         credentials: any ``CredentialsProvider`` (instead of ak/sk).
         session: an ``aiohttp.ClientSession`` to use; the client never closes one it was given.
@@ -128,8 +137,9 @@ class ACMClient:
         self._watches: WatchManager | None = None
         self._closed = False
         self._options = Options()
-        self._snapshots = FileStore(self._options.snapshot_base, name="snapshot")
-        self._failover = FileStore(self._options.failover_base, name="failover")
+        self._ram_role: RamRoleCredentialsProvider | None = None
+        self._kms: KMS | None = None
+        self._make_stores(snapshots=True, failover=True)
         if ram_role_name is not None:
             options = {**options, "ram_role_name": ram_role_name}
         self.set_options(**options)
@@ -156,35 +166,68 @@ class ACMClient:
         """Whether ``aclose()`` was called."""
         return self._closed
 
-    @staticmethod
-    def _check_supported(options: dict[str, Any]) -> None:
-        if options.get("kms_enabled"):
-            raise InvalidOptionError(
-                "kms_enabled: KMS encryption of cipher- items is not available in this release"
+    def _make_stores(self, *, snapshots: bool, failover: bool) -> None:
+        base = self._options.snapshot_base
+        if snapshots:
+            self._snapshots = FileStore(base, name="snapshot")
+            self._snapshot_keys = FileStore(
+                os.path.join(base, DATA_KEY_FOLDER), name="snapshot data key"
             )
-        if options.get("ram_role_name"):
-            raise InvalidOptionError(
-                "ram_role_name: RAM-role credentials are not available in this release;"
-                " pass ak/sk or a CredentialsProvider"
+        base = self._options.failover_base
+        if failover:
+            self._failover = FileStore(base, name="failover")
+            self._failover_keys = FileStore(
+                os.path.join(base, DATA_KEY_FOLDER), name="failover data key"
             )
 
     def set_options(self, **options: Any) -> None:
         """Change options (the sync SDK's names). All are checked before any is applied.
 
         Raises:
-            InvalidOptionError: an unknown name or a bad value; nothing is changed then.
+            InvalidOptionError: an unknown name or a bad value, ``kms_enabled=True`` without
+                the ``aioacm[kms]`` extra, or ``ram_role_name`` on a client given
+                ``credentials``; nothing is changed then.
         """
         checked = Options.validate(options)
-        self._check_supported(checked)
+        if checked.get("kms_enabled") and not kms_available():
+            raise InvalidOptionError(
+                "kms_enabled=True needs the KMS SDK: install the KMS extra:"
+                " pip install 'aioacm[kms]'"
+            )
+        if checked.get("ram_role_name") and self._credentials is not None and self._ak is None:
+            raise InvalidOptionError("give either credentials or ram_role_name, not both")
         changed = self._options.apply(checked)
-        if "snapshot_base" in changed:
-            self._snapshots = FileStore(self._options.snapshot_base, name="snapshot")
-        if "failover_base" in changed:
-            self._failover = FileStore(self._options.failover_base, name="failover")
-        if self._transport is not None and {"tls_enabled", "cai_enabled"} & changed.keys():
-            self._transport.servers.invalidate()
+        self._make_stores(snapshots="snapshot_base" in changed, failover="failover_base" in changed)
+        if self._transport is not None:
+            if {"tls_enabled", "cai_enabled"} & changed.keys():
+                self._transport.servers.invalidate()
+            if {"ram_role_name", "ram_metadata_url", "default_timeout"} & changed.keys():
+                self._transport.credentials = self._signing_credentials(self._transport.session)
+                if self._kms is not None:
+                    self._kms.credentials = self._transport.credentials
         for name in changed:
             logger.debug("option %s changed", name)
+
+    def _signing_credentials(self, session: aiohttp.ClientSession) -> CredentialsProvider | None:
+        """What signs requests: the RAM role when one is set (as in the sync SDK), else the
+        ak/sk or provider the client was given."""
+        role = self._options.ram_role_name
+        if not role:
+            self._ram_role = None
+            return self._credentials
+        current = self._ram_role
+        if (
+            current is None
+            or current.role_name != role
+            or current.metadata_url != self._options.ram_metadata_url
+        ):
+            current = self._ram_role = RamRoleCredentialsProvider(
+                role,
+                session=session,
+                metadata_url=self._options.ram_metadata_url,
+                timeout=self._options.default_timeout,
+            )
+        return current
 
     @staticmethod
     def set_debugging() -> None:
@@ -219,9 +262,31 @@ class ACMClient:
             else:
                 session = self._session = aiohttp.ClientSession()
             self._transport = Transport(
-                session, self._endpoint, self._unit_name, self._options, self._credentials
+                session,
+                self._endpoint,
+                self._unit_name,
+                self._options,
+                self._signing_credentials(session),
             )
         return self._transport
+
+    def _kms_for(self, data_id: str) -> KMS | None:
+        """The KMS helper when ``data_id`` is encrypted and KMS is on, else None."""
+        if not (self._options.kms_enabled and is_cipher(data_id)):
+            return None
+        transport = self._open()
+        if self._kms is None:
+            self._kms = KMS(self._options, transport.credentials)
+        return self._kms
+
+    async def _reveal(
+        self, data_id: str, key: str, raw: str | None, data_key: str | None
+    ) -> str | None:
+        """The content the user sees: ``raw`` decrypted for ``cipher-`` items when KMS is on."""
+        kms = self._kms_for(data_id)
+        if kms is None or raw is None:
+            return raw
+        return await kms.decrypt(data_id, key, raw, data_key)
 
     async def __aenter__(self) -> ACMClient:
         self._open()
@@ -295,15 +360,27 @@ class ACMClient:
                 when the servers fail (default: the ``no_snapshot`` option).
 
         Returns:
-            The content, or None when the item does not exist.
+            The content (decrypted for ``cipher-`` items when ``kms_enabled``), or None when
+            the item does not exist.
 
         Raises:
             InvalidParameterError: a bad argument (before any I/O).
+            InvalidOptionError: a ``cipher-`` item with KMS on but not configured (before I/O).
             AccessDeniedError: 403.
             ServerUnavailableError: every server failed and there is no snapshot to fall back
                 to (or ``no_snapshot``).
+            CredentialsError: the RAM role's credentials could not be fetched and there is no
+                snapshot to fall back to.
+            KMSError: the item could not be decrypted.
         """
-        return await self.get_raw(data_id, group, timeout, no_snapshot)
+        data_id, group, key = self._key(data_id, group)
+        kms = self._kms_for(data_id)
+        if kms is not None:
+            kms.check(encrypting=False)
+        raw, data_key = await self._lookup(data_id, group, key, timeout, no_snapshot)
+        if kms is None or raw is None:
+            return raw
+        return await kms.decrypt(data_id, key, raw, data_key)
 
     async def get_raw(
         self,
@@ -314,27 +391,35 @@ class ACMClient:
     ) -> str | None:
         """Like ``get``, but never decrypts (``cipher-`` items come back as stored)."""
         data_id, group, key = self._key(data_id, group)
+        raw, _data_key = await self._lookup(data_id, group, key, timeout, no_snapshot)
+        return raw
+
+    async def _lookup(
+        self, data_id: str, group: str, key: str, timeout: object, no_snapshot: object
+    ) -> tuple[str | None, str | None]:
+        """The lookup chain: ``(stored content, encrypted data key)``."""
         seconds = self._timeout(timeout)
         if no_snapshot is None:
             no_snapshot = self._options.no_snapshot
         elif not isinstance(no_snapshot, bool):
             raise InvalidParameterError(f"no_snapshot must be True or False, not {no_snapshot!r}")
         self._open()
+        envelope = envelope_key_spec(data_id) is not None
         content = await self._failover.read(key)
         if content is not None:
             logger.debug("get %s: served from the failover file", key)
-            return content
+            return content, (await self._failover_keys.read(key) if envelope else None)
 
         try:
             return await self._fetch_server(data_id, group, key, seconds, no_snapshot)
-        except ServerUnavailableError:
+        except (ServerUnavailableError, CredentialsError) as exc:
             if no_snapshot:
                 raise
             content = await self._snapshots.read(key)
             if content is None:
                 raise
-            logger.warning("get %s: every server failed, served from the snapshot", key)
-            return content
+            logger.warning("get %s: served from the snapshot: %s", key, exc)
+            return content, (await self._snapshot_keys.read(key) if envelope else None)
 
     async def _fetch_server(
         self,
@@ -343,8 +428,12 @@ class ACMClient:
         key: str,
         timeout: float | None = None,
         no_snapshot: bool | None = None,
-    ) -> str | None:
-        """Read one item from the servers, keeping its snapshot in step."""
+    ) -> tuple[str | None, str | None]:
+        """Read one item from the servers, keeping its snapshot in step.
+
+        Returns:
+            ``(content, encrypted data key)``; the key only for envelope-encrypted items.
+        """
         transport = self._open()
         resp = await transport.request(
             "GET",
@@ -354,19 +443,32 @@ class ACMClient:
             timeout=self._options.default_timeout if timeout is None else timeout,
             key=key,
         )
+        envelope = envelope_key_spec(data_id) is not None
         if resp.status == 404:
             logger.debug("get %s: not found on %s", key, resp.server)
             await self._snapshots.delete(key)
-            return None
+            if envelope:
+                await self._snapshot_keys.delete(key)
+            return None, None
         content = decode_content(resp.body)
+        data_key = (resp.headers.get(DATA_KEY_HEADER) or None) if envelope else None
         if not (self._options.no_snapshot if no_snapshot is None else no_snapshot):
+            if envelope:
+                # the data key first: a content snapshot is never newer than its key
+                if data_key is None:
+                    await self._snapshot_keys.delete(key)
+                else:
+                    await self._snapshot_keys.write(key, data_key)
             await self._snapshots.write(key, content)
-        return content
+        return content, data_key
 
     async def publish(
         self, data_id: str, group: str | None, content: str, timeout: float | None = None
     ) -> bool:
         """Create or replace one config item.
+
+        With ``kms_enabled``, a ``cipher-`` item is encrypted first (see the README's KMS
+        section); only ciphertext reaches the server.
 
         Returns:
             True.
@@ -374,18 +476,39 @@ class ACMClient:
         Raises:
             InvalidParameterError: a bad argument, None content, or content ACM cannot store
                 (outside GBK, or over 100 KB), before any I/O.
+            InvalidOptionError: a ``cipher-`` item with KMS on but not configured (before I/O).
             AccessDeniedError: 403.
             ServerUnavailableError: every server failed.
+            KMSError: KMS could not encrypt the content; nothing was sent.
         """
         data_id, group, key = self._key(data_id, group)
-        encode_content(content)  # refuse what ACM cannot store before any I/O
-        text = content.decode("utf-8") if isinstance(content, bytes) else content
         seconds = self._timeout(timeout)
+        kms = self._kms_for(data_id)
+        extra: list[tuple[str, str]] = []
+        if kms is None:
+            encode_content(content)  # refuse what ACM cannot store before any I/O
+            text = content.decode("utf-8") if isinstance(content, bytes) else content
+        else:
+            if isinstance(content, bytes):
+                content = content.decode("utf-8")
+            if not isinstance(content, str):
+                raise InvalidParameterError("content must be a str")
+            kms.check(encrypting=True)
+            text, data_key = await kms.encrypt(data_id, key, content)
+            encode_content(text)  # the ciphertext must still fit
+            if data_key is not None:
+                extra.append(("encryptedDataKey", data_key))
         transport = self._open()
         await transport.request(
             "POST",
             PUBLISH_PATH,
-            form=[("dataId", data_id), ("group", group), ("content", text), *self._tenant_fields()],
+            form=[
+                ("dataId", data_id),
+                ("group", group),
+                ("content", text),
+                *extra,
+                *self._tenant_fields(),
+            ],
             sign=(self._namespace or None, group),
             timeout=seconds,
             key=key,

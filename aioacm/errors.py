@@ -12,7 +12,8 @@ catches what it caught before::
         ├── BadRequestError          400 and other 4xx the server refused
         ├── ConfigNotFoundError      404 where a missing item is an error
         ├── ServerUnavailableError   every server failed (5xx, 409, timeouts, refused)
-        └── CredentialsError         credentials could not be obtained
+        ├── CredentialsError         credentials could not be obtained (RAM role metadata)
+        └── KMSError                 KMS refused, failed or could not decrypt a cipher- item
 
 Every error carries ``status``, ``server`` and ``key`` (``dataId+group+namespace``) where they
 apply, and says them in its message. No error ever carries a secret.
@@ -30,6 +31,7 @@ __all__ = [
     "CredentialsError",
     "InvalidOptionError",
     "InvalidParameterError",
+    "KMSError",
     "ServerUnavailableError",
 ]
 
@@ -103,3 +105,23 @@ class ServerUnavailableError(ACMRequestException):
 
 class CredentialsError(ACMRequestException):
     """Credentials could not be obtained (for example from the RAM role metadata service)."""
+
+
+class KMSError(ACMRequestException):
+    """KMS could not encrypt or decrypt a ``cipher-`` item (refused, unreachable, bad data).
+
+    Attributes:
+        code: KMS's error code (e.g. ``Forbidden.KeyNotFound``), if KMS answered one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        server: str | None = None,
+        key: str | None = None,
+    ) -> None:
+        self.code = code
+        super().__init__(message, status=status, server=server, key=key)

@@ -8,6 +8,7 @@ wrong type is an error (``InvalidOptionError``), never a logged warning.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -79,6 +80,44 @@ def _header_text(name: str, value: Any) -> str:
     return text
 
 
+_ROLE_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_HOST_PORT = re.compile(r"[A-Za-z0-9._-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+_URL = re.compile(r"https?://[A-Za-z0-9._\[\]:-]+(/[A-Za-z0-9._~/-]*)?")
+
+
+def _role_name(name: str, value: Any) -> str | None:
+    text = _optional_text(name, value)
+    if text is not None and (not _ROLE_NAME.fullmatch(text) or not text.strip(".")):
+        # the role name becomes part of the metadata URL: refuse anything path-like
+        raise InvalidOptionError(
+            f"option {name} must be 1-64 ASCII letters, digits, '.', '_' or '-', not {text!r}"
+        )
+    return text
+
+
+def _metadata_url(name: str, value: Any) -> str:
+    text = _text(name, value)
+    if not _URL.fullmatch(text):
+        raise InvalidOptionError(
+            f"option {name} must be an http(s) URL without query or fragment, not {text!r}"
+        )
+    return text.rstrip("/")
+
+
+def _host_port(name: str, value: Any) -> str | None:
+    text = _optional_text(name, value)
+    if text is not None and not _HOST_PORT.fullmatch(text):
+        raise InvalidOptionError(f"option {name} must be 'host[:port]', not {text!r}")
+    return text
+
+
+def _kms_protocol(name: str, value: Any) -> str:
+    text = _text(name, value).lower()
+    if text not in ("https", "http"):
+        raise InvalidOptionError(f"option {name} must be 'https' or 'http', not {value!r}")
+    return text
+
+
 # name -> check; the defaults live on the dataclass below.
 _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "default_timeout": _number(0, 3600),
@@ -97,10 +136,13 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "kms_secret": _optional_text,
     "key_id": _text,
     "no_snapshot": _boolean,
-    "ram_role_name": _optional_text,
+    "ram_role_name": _role_name,
     # aioacm additions
     "address_refresh_interval": _number(0, 86400),
     "tls_ca_file": _optional_path,
+    "ram_metadata_url": _metadata_url,
+    "kms_endpoint": _host_port,
+    "kms_protocol": _kms_protocol,
 }
 
 _SECRET_OPTIONS = frozenset({"kms_secret"})
@@ -127,9 +169,15 @@ class Options:
         kms_secret: KMS secret key (default: the client's); never shown in repr.
         key_id: KMS key id used to encrypt.
         no_snapshot: default for ``get(no_snapshot=...)``.
-        ram_role_name: take credentials from this ECS RAM role.
+        ram_role_name: take credentials from this ECS RAM role (wins over ak/sk, as in the
+            sync SDK).
         address_refresh_interval: *aioacm*: seconds between address-server refreshes (30).
         tls_ca_file: *aioacm*: a CA bundle to verify the servers with, instead of the system's.
+        ram_metadata_url: *aioacm*: the ECS metadata service the RAM role's credentials come
+            from.
+        kms_endpoint: *aioacm*: KMS ``host[:port]`` (default: ``kms.<region_id>.aliyuncs.com``).
+        kms_protocol: *aioacm*: ``https`` (default; certificates are always verified) or
+            ``http`` (a local test KMS).
     """
 
     default_timeout: float = 3.0
@@ -151,6 +199,9 @@ class Options:
     ram_role_name: str | None = None
     address_refresh_interval: float = 30.0
     tls_ca_file: str | None = None
+    ram_metadata_url: str = "http://100.100.100.200"
+    kms_endpoint: str | None = None
+    kms_protocol: str = "https"
 
     @staticmethod
     def validate(values: Mapping[str, Any]) -> dict[str, Any]:

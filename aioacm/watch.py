@@ -5,6 +5,10 @@ background task (``aioacm.poll[N]``) owned by the client, holding one long poll 
 shared session. The probe carries the md5 of the last value fetched *from the server* (never of a
 failover file, which made the sync SDK's poller spin), so after an outage the poll resumes with
 the md5s it holds and every change made meanwhile is reported exactly once.
+
+``cipher-`` items (with KMS on) are decrypted before delivery; md5s stay those of the ciphertext.
+A value that cannot be decrypted is not delivered and not taken as known: the next probe still
+names it, so it is fetched and decrypted again (with backoff) until it works. Nothing is dropped.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import TYPE_CHECKING
 from ._tasks import cancel_and_wait
 from .dispatch import ConfigChange, Dispatcher, Watcher
 from .errors import ACMException
+from .kms import envelope_key_spec
 from .protocol import build_probe, cache_key, content_md5, parse_poll_response
 
 if TYPE_CHECKING:
@@ -48,6 +53,9 @@ class KeyState:
     key: str
     md5: str = ""  # of the last value fetched from the server: what the probe sends
     raw: str | None = None  # that value (None: the item does not exist)
+    data_key: str | None = None  # its encrypted data key (envelope-encrypted items)
+    content: str | None = None  # raw as the user sees it (decrypted), once revealed
+    revealed: bool = False  # content is set
     known: bool = False  # the server confirmed md5 at least once
     watchers: list[Watcher] = field(default_factory=list)
     poller: Poller | None = None
@@ -162,6 +170,9 @@ class Poller:
         confirmed = [s for s in states if not s.known and id(s) not in changed_set]
         for state in confirmed:
             # the server agrees with the local snapshot: that is the current value
+            if not await self.manager.reveal(state):
+                changed.append(state)  # cannot decrypt the snapshot: fetch from the server
+                continue
             state.known = True
             await self.manager.deliver(state)
         return await self.manager.refresh(changed)
@@ -194,9 +205,12 @@ class WatchManager:
         state = self._states.get(key)
         if state is None:
             snapshot = await self.client._snapshots.read(key)
+            data_key = None
+            if snapshot is not None and envelope_key_spec(data_id) is not None:
+                data_key = await self.client._snapshot_keys.read(key)
             state = self._states.get(key)  # another add may have won the race
             if state is None:
-                state = KeyState(data_id, group, key, content_md5(snapshot), snapshot)
+                state = KeyState(data_id, group, key, content_md5(snapshot), snapshot, data_key)
                 self._states[key] = state
                 self._poller_with_room().add(state)
         state.watchers.append(watcher)
@@ -249,27 +263,60 @@ class WatchManager:
         async with self._fetch_limit:
             if state.poller is None:
                 return True  # no longer watched
+            client = self.client
             try:
-                raw = await self.client._fetch_server(state.data_id, state.group, state.key)
+                raw, data_key = await client._fetch_server(state.data_id, state.group, state.key)
+                content = await client._reveal(state.data_id, state.key, raw, data_key)
             except ACMException as exc:
+                # state is untouched: the next probe still reports the key, and it is retried
                 logger.warning("cannot fetch changed %s: %s", state.key, exc)
                 return False
-        state.raw, state.md5, state.known = raw, content_md5(raw), True
+        state.raw, state.data_key, state.md5 = raw, data_key, content_md5(raw)
+        state.content, state.revealed, state.known = content, True, True
         await self.deliver(state)
+        return True
+
+    async def reveal(self, state: KeyState) -> bool:
+        """Make sure ``state.content`` is the decrypted ``state.raw``; False if it cannot be."""
+        if not state.revealed:
+            try:
+                content = await self.client._reveal(
+                    state.data_id, state.key, state.raw, state.data_key
+                )
+            except ACMException as exc:
+                logger.warning("cannot decrypt the snapshot of %s: %s", state.key, exc)
+                return False
+            state.content, state.revealed = content, True
         return True
 
     async def _change(self, state: KeyState) -> ConfigChange:
         # A failover file overrides the server for watchers too, as it does for get().
-        raw = await self.client._failover.read(state.key)
-        if raw is None:
-            raw = state.raw
+        client = self.client
+        raw = await client._failover.read(state.key)
+        if raw is not None:
+            data_key = None
+            if envelope_key_spec(state.data_id) is not None:
+                data_key = await client._failover_keys.read(state.key)
+            try:
+                content = await client._reveal(state.data_id, state.key, raw, data_key)
+            except ACMException as exc:
+                logger.warning("cannot decrypt the failover file of %s: %s", state.key, exc)
+            else:
+                return ConfigChange(
+                    data_id=state.data_id,
+                    group=state.group,
+                    namespace=client.namespace,
+                    content=content,
+                    raw_content=raw,
+                    md5=content_md5(raw),
+                )
         return ConfigChange(
             data_id=state.data_id,
             group=state.group,
-            namespace=self.client.namespace,
-            content=raw,
-            raw_content=raw,
-            md5=content_md5(raw),
+            namespace=client.namespace,
+            content=state.content,
+            raw_content=state.raw,
+            md5=content_md5(state.raw),
         )
 
     async def deliver(self, state: KeyState) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
 
-from aioacm import ACMClient, InvalidOptionError, InvalidParameterError
+from aioacm import ACMClient, InvalidOptionError, InvalidParameterError, StaticCredentialsProvider
 from aioacm.options import OPTION_NAMES, Options
 
 SYNC_SDK_OPTION_NAMES = {
@@ -118,11 +119,65 @@ def test_bad_constructor_arguments(kwargs: dict[str, Any]) -> None:
         ACMClient(**kwargs)
 
 
-def test_features_of_later_releases_are_refused_clearly() -> None:
-    with pytest.raises(InvalidOptionError, match="KMS"):
-        ACMClient("h", kms_enabled=True)
-    with pytest.raises(InvalidOptionError, match="RAM"):
-        ACMClient("h", ram_role_name="role")
+def test_kms_without_the_extra_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "alibabacloud_kms20160120", None)  # as if not installed
+    with pytest.raises(InvalidOptionError, match=r"aioacm\[kms\]"):
+        ACMClient("h", kms_enabled=True, region_id="cn-hangzhou")
     client = ACMClient("h")
-    with pytest.raises(InvalidOptionError, match="KMS"):
+    with pytest.raises(InvalidOptionError, match=r"aioacm\[kms\]"):
         client.set_options(kms_enabled=True)
+    assert client.options.kms_enabled is False
+
+
+def test_kms_and_ram_role_are_accepted_with_the_extra() -> None:
+    client = ACMClient("h", ram_role_name="role", kms_enabled=True, region_id="cn-hangzhou")
+    assert client.options.ram_role_name == "role"
+    assert client.options.kms_enabled is True
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ram_role_name", "a/b"),
+        ("ram_role_name", ".."),
+        ("ram_role_name", "role?x=1"),
+        ("ram_role_name", "x" * 65),
+        ("ram_role_name", 3),
+        ("ram_metadata_url", "ftp://100.100.100.200"),
+        ("ram_metadata_url", "http://h/?a=b"),
+        ("ram_metadata_url", "100.100.100.200"),
+        ("kms_endpoint", "https://kms.example.com"),
+        ("kms_endpoint", "kms.example.com/path"),
+        ("kms_protocol", "ftp"),
+        ("kms_protocol", None),
+    ],
+)
+def test_bad_ram_and_kms_values_raise(name: str, value: Any) -> None:
+    with pytest.raises(InvalidOptionError, match=name):
+        Options.validate({name: value})
+
+
+def test_ram_and_kms_values_are_normalised() -> None:
+    checked = Options.validate(
+        {
+            "ram_metadata_url": "http://127.0.0.1:8080/",
+            "kms_endpoint": "127.0.0.1:9443",
+            "kms_protocol": "HTTP",
+            "ram_role_name": "",
+        }
+    )
+    assert checked == {
+        "ram_metadata_url": "http://127.0.0.1:8080",
+        "kms_endpoint": "127.0.0.1:9443",
+        "kms_protocol": "http",
+        "ram_role_name": None,
+    }
+
+
+def test_ram_role_conflicts_with_a_credentials_provider() -> None:
+    provider = StaticCredentialsProvider("ak", "sk")
+    with pytest.raises(InvalidOptionError, match="ram_role_name"):
+        ACMClient("h", ram_role_name="role", credentials=provider)
+    client = ACMClient("h", credentials=provider)
+    with pytest.raises(InvalidOptionError, match="ram_role_name"):
+        client.set_options(ram_role_name="role")
