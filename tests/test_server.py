@@ -550,10 +550,24 @@ async def test_signed_requests_pass(
     assert (await list_page(http, server, 1, 10, "ns1", signed("ns1", None)))[0] == 200
     # A list without a namespace has nothing to sign (the sync SDK sends no signature).
     assert (await list_page(http, server, 1, 10, None, signed(None, None)))[0] == 200
-    # An STS token is accepted alongside.
-    token = signed(None, "G", Credentials("ak2", "sk2", "token"))
-    assert "Spas-SecurityToken" in token
-    assert (await get(http, server, "d", "G", headers=token))[0] == 200
+
+
+async def test_sts_keys_need_their_token(
+    secure_server: LocalACMServer, http: aiohttp.ClientSession
+) -> None:
+    server = secure_server
+    server.add_credentials("sts-ak", "sts-sk", "token-1")
+    sts = Credentials("sts-ak", "sts-sk", "token-1")
+    assert (await get(http, server, "d", "G", headers=signed(None, "G", sts)))[0] == 200
+    for refused in (
+        Credentials("sts-ak", "sts-sk"),  # no token
+        Credentials("sts-ak", "sts-sk", "token-2"),  # another token
+        Credentials("sts-ak", "wrong", "token-1"),  # signed with another secret
+        Credentials("ak2", "sk2", "token-1"),  # a permanent key does not take a token
+    ):
+        assert (await get(http, server, "d", "G", headers=signed(None, "G", refused)))[0] == 403
+    server.revoke_credentials("sts-ak")
+    assert (await get(http, server, "d", "G", headers=signed(None, "G", sts)))[0] == 403
 
 
 @pytest.mark.parametrize(

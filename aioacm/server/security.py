@@ -5,7 +5,8 @@ passes. With credentials, a request must name a known access key in ``Spas-Acces
 the client has something to sign (a tenant or a group), ``Spas-Signature`` must be
 base64(HMAC-SHA1(secret, sign string)) and ``timeStamp`` within the window of the server's
 clock. The long poll, which the sync SDK never signs, only needs the known key; a signature it
-does carry must still be valid.
+does carry must still be valid. Temporary (STS) keys are registered with their security token,
+and a request made with one must carry that token in ``Spas-SecurityToken``.
 """
 
 from __future__ import annotations
@@ -43,8 +44,24 @@ class SignatureChecker:
         if window <= 0:
             raise ValueError("the signature window must be positive")
         self._credentials = dict(credentials or {})
+        self._tokens: dict[str, str] = {}
         self.window = window
         self._clock = clock
+
+    def add(self, access_key: str, secret_key: str, security_token: str | None = None) -> None:
+        """Accept one more key (an STS key with its token); this turns checking on."""
+        if not access_key or not secret_key:
+            raise ValueError("access_key and secret_key must be non-empty")
+        self._credentials[access_key] = secret_key
+        if security_token is None:
+            self._tokens.pop(access_key, None)
+        else:
+            self._tokens[access_key] = security_token
+
+    def revoke(self, access_key: str) -> None:
+        """Stop accepting a key (an expired STS key, say)."""
+        self._credentials.pop(access_key, None)
+        self._tokens.pop(access_key, None)
 
     @property
     def enabled(self) -> bool:
@@ -78,9 +95,7 @@ class SignatureChecker:
         secret = self._credentials.get(access_key)
         if secret is None:
             raise AccessDenied("unknown access key")
-        token = headers.get("Spas-SecurityToken")
-        if token is not None:
-            self.check_security_token(access_key, token)
+        self.check_security_token(access_key, headers.get("Spas-SecurityToken"))
         signature = headers.get("Spas-Signature")
         if signature is None:
             if require_signature:
@@ -98,12 +113,18 @@ class SignatureChecker:
                 return
         raise AccessDenied("signature does not match")
 
-    def check_security_token(self, access_key: str, token: str) -> None:
-        """Check an STS ``Spas-SecurityToken``. Every token is accepted for now.
-
-        Override (or replace) this to verify tokens.
+    def check_security_token(self, access_key: str, token: str | None) -> None:
+        """Check ``Spas-SecurityToken``: an STS key needs its token; a permanent key none.
 
         Raises:
-            AccessDenied: the token is not valid for ``access_key``.
+            AccessDenied: the token is missing or not the one registered for ``access_key``.
         """
-        del access_key, token
+        expected = self._tokens.get(access_key)
+        if expected is None:
+            if token is not None:
+                raise AccessDenied("a security token was sent with a permanent access key")
+            return
+        if token is None:
+            raise AccessDenied("no Spas-SecurityToken header for a temporary access key")
+        if not hmac.compare_digest(token.encode("utf-8"), expected.encode("utf-8")):
+            raise AccessDenied("security token does not match")

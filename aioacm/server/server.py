@@ -96,6 +96,19 @@ class LocalACMServer:
         self._runner: web.AppRunner | None = None
         self._app: ACMApplication | None = None
 
+    # -- credentials -----------------------------------------------------------------------
+
+    def add_credentials(
+        self, access_key: str, secret_key: str, security_token: str | None = None
+    ) -> None:
+        """Accept one more access key; with ``security_token`` it is a temporary (STS) key
+        whose requests must carry that token. Turns signature checking on."""
+        self._checker.add(access_key, secret_key, security_token)
+
+    def revoke_credentials(self, access_key: str) -> None:
+        """Refuse an access key from now on (403), e.g. an STS key that expired."""
+        self._checker.revoke(access_key)
+
     # -- lifecycle -------------------------------------------------------------------------
 
     @property
