@@ -11,7 +11,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from fakes import TOKEN_PATH, FakeMetadataServer, Issued
 
 from aioacm import (
     ACMClient,
@@ -22,6 +21,7 @@ from aioacm import (
 )
 from aioacm.auth import sign, sign_string
 from aioacm.server import LocalACMServer
+from aioacm.testing import TOKEN_PATH, FakeMetadataServer, Issued
 
 ROLE = "app-role"
 

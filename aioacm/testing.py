@@ -1,8 +1,14 @@
-"""Fake ECS metadata and KMS services (aiohttp.web on loopback) for the RAM-role and KMS tests.
+"""Fake ECS metadata and KMS services (aiohttp.web on loopback), for testing code that uses a
+RAM role or KMS ``cipher-`` items without a cloud: aioacm's own tests use them, and so can yours.
 
 They answer what the real services answer, as far as aioacm and the Tea SDK use them, and check
 what the real ones check: the metadata service its hardened-mode token, KMS the request's
-ACS3-HMAC-SHA256 signature with the caller's secret and its STS token.
+ACS3-HMAC-SHA256 signature with the caller's secret and STS token. Use them with the bundled
+``aioacm.server.LocalACMServer``::
+
+    async with LocalACMServer() as acm, FakeMetadataServer("role") as metadata:
+        metadata.on_issue.append(lambda sts: acm.add_credentials(*sts.as_tuple()))
+        ...  # ACMClient(acm.endpoint, ram_role_name="role", ram_metadata_url=metadata.url)
 """
 
 from __future__ import annotations
@@ -17,13 +23,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from aiohttp import web
 
+__all__ = ["FakeKMS", "FakeMetadataServer", "Issued", "KMSCall", "MetadataRequest"]
+
 ROLE_PATH = "/latest/meta-data/ram/security-credentials/"
 TOKEN_PATH = "/latest/api/token"
+
+
+_S = TypeVar("_S", bound="_Service")
 
 
 class _Service:
@@ -53,7 +64,7 @@ class _Service:
             await self._runner.cleanup()
             self._runner = None
 
-    async def __aenter__(self) -> _Service:
+    async def __aenter__(self: _S) -> _S:
         await self.start()
         return self
 
@@ -77,6 +88,13 @@ class Issued:
     secret_key: str
     security_token: str
     expiration: float  # on the metadata service's clock
+
+    def as_tuple(self) -> tuple[str, str, str]:
+        """``(access_key, secret_key, security_token)``, as ``add_credentials`` takes them."""
+        return self.access_key, self.secret_key, self.security_token
+
+    def __repr__(self) -> str:
+        return f"Issued(access_key={self.access_key!r}, expiration={self.expiration!r})"
 
 
 @dataclass
@@ -132,9 +150,9 @@ class FakeMetadataServer(_Service):
                 return web.Response(status=404, headers=date)
             if not ttl.isdigit() or not 1 <= int(ttl) <= 21600:
                 return web.Response(status=400, headers=date)
-            token = secrets.token_hex(16)
-            self._tokens.add(token)
-            return web.Response(text=token, headers=date)
+            new_token = secrets.token_hex(16)
+            self._tokens.add(new_token)
+            return web.Response(text=new_token, headers=date)
         if request.method != "GET" or not request.path.startswith(ROLE_PATH):
             return web.Response(status=404, headers=date)
         token = request.headers.get("X-aliyun-ecs-metadata-token")
@@ -151,12 +169,10 @@ class FakeMetadataServer(_Service):
         if self.body is not None:
             return web.Response(body=self.body, headers=date)
         n = next(self._counter)
+        expiration = int(self.now() + self.ttl)  # whole seconds, as the real service answers
         issued = Issued(
-            f"STS.ak{n}", f"sts-secret-{n}-{secrets.token_hex(8)}", f"sts-token-{n}", 0.0
+            f"STS.ak{n}", f"sts-secret-{n}-{secrets.token_hex(8)}", f"sts-token-{n}", expiration
         )
-        # whole seconds, as the real service answers
-        expiration = int(self.now() + self.ttl)
-        issued = Issued(issued.access_key, issued.secret_key, issued.security_token, expiration)
         self.issued.append(issued)
         for callback in self.on_issue:
             callback(issued)
