@@ -292,31 +292,25 @@ class WatchManager:
     async def _change(self, state: KeyState) -> ConfigChange:
         # A failover file overrides the server for watchers too, as it does for get().
         client = self.client
-        raw = await client._failover.read(state.key)
-        if raw is not None:
+        raw, content = state.raw, state.content
+        failover = await client._failover.read(state.key)
+        if failover is not None:
             data_key = None
             if envelope_key_spec(state.data_id) is not None:
                 data_key = await client._failover_keys.read(state.key)
             try:
-                content = await client._reveal(state.data_id, state.key, raw, data_key)
+                content = await client._reveal(state.data_id, state.key, failover, data_key)
             except ACMException as exc:
                 logger.warning("cannot decrypt the failover file of %s: %s", state.key, exc)
             else:
-                return ConfigChange(
-                    data_id=state.data_id,
-                    group=state.group,
-                    namespace=client.namespace,
-                    content=content,
-                    raw_content=raw,
-                    md5=content_md5(raw),
-                )
+                raw = failover
         return ConfigChange(
             data_id=state.data_id,
             group=state.group,
             namespace=client.namespace,
-            content=state.content,
-            raw_content=state.raw,
-            md5=content_md5(state.raw),
+            content=content,
+            raw_content=raw,
+            md5=content_md5(raw),
         )
 
     async def deliver(self, state: KeyState) -> None:
