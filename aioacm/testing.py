@@ -21,7 +21,7 @@ import itertools
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -224,10 +224,13 @@ def acs3_signature(
 
 @dataclass
 class KMSCall:
+    """One request KMS received: its action, caller, query parameters and answer."""
+
     action: str
     access_key: str
     params: dict[str, str]
     status: int
+    signature: str = field(default="", repr=False)
 
 
 class FakeKMS(_Service):
@@ -300,17 +303,18 @@ class FakeKMS(_Service):
         body = await request.read()
         action = request.headers.get("x-acs-action", "")
         params = dict(request.query)
+        signature = request.headers.get("Authorization", "").rpartition("Signature=")[2]
         try:
             access_key = self._authenticate(request, body)
         except PermissionError as exc:
-            self.calls.append(KMSCall(action, "", params, 400))
+            self.calls.append(KMSCall(action, "", params, 400, signature))
             return self._error(400, str(exc), "the request signature does not check")
         if self._failures:
             status, code = self._failures.pop(0)
-            self.calls.append(KMSCall(action, access_key, params, status))
+            self.calls.append(KMSCall(action, access_key, params, status, signature))
             return self._error(status, code, "injected failure")
         response = self._answer(action, params)
-        self.calls.append(KMSCall(action, access_key, params, response.status))
+        self.calls.append(KMSCall(action, access_key, params, response.status, signature))
         return response
 
     def _new_blob(self, key_id: str, plaintext: str) -> str:

@@ -570,6 +570,16 @@ async def test_sts_keys_need_their_token(
     assert (await get(http, server, "d", "G", headers=signed(None, "G", sts)))[0] == 403
 
 
+async def test_revoking_every_key_does_not_turn_checking_off(
+    server: LocalACMServer, http: aiohttp.ClientSession
+) -> None:
+    server.set_config("d", "G", "v")
+    assert (await get(http, server, "d", "G"))[0] == 200  # no credentials: no checks
+    server.add_credentials("only", "secret")
+    server.revoke_credentials("only")
+    assert (await get(http, server, "d", "G"))[0] == 403
+
+
 @pytest.mark.parametrize(
     "headers",
     [

@@ -45,6 +45,8 @@ class SignatureChecker:
             raise ValueError("the signature window must be positive")
         self._credentials = dict(credentials or {})
         self._tokens: dict[str, str] = {}
+        # once on, checking stays on: revoking the last key must not open the door
+        self._enabled = bool(self._credentials)
         self.window = window
         self._clock = clock
 
@@ -53,6 +55,7 @@ class SignatureChecker:
         if not access_key or not secret_key:
             raise ValueError("access_key and secret_key must be non-empty")
         self._credentials[access_key] = secret_key
+        self._enabled = True
         if security_token is None:
             self._tokens.pop(access_key, None)
         else:
@@ -66,7 +69,7 @@ class SignatureChecker:
     @property
     def enabled(self) -> bool:
         """Whether requests are checked at all."""
-        return bool(self._credentials)
+        return self._enabled
 
     def check(
         self,
