@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 from ..client import ACMClient
-from ..errors import ACMException
+from ..errors import ACMException, InvalidParameterError
 from ..protocol import DEFAULT_GROUP, content_md5
 from .console import Console
 from .context import Context
@@ -246,8 +246,8 @@ async def import_(ctx: Context) -> int:
 
         def job(item: LocalItem) -> Callable[[], Awaitable[None]]:
             async def run() -> None:
-                if item.content is None:
-                    raise ValueError(item.error)
+                if item.content is None:  # unreadable: bad input, as an invalid name is
+                    raise InvalidParameterError(item.error or "unreadable")
                 await client.publish(item.key.data_id, item.key.group, item.content)
 
             return run
