@@ -90,19 +90,21 @@ def test_ctrl_c_at_a_prompt_is_an_interruption() -> None:
     assert info.value.code == INTERRUPTED
 
 
-async def test_export_shows_a_progress_bar_only_on_a_terminal(
+async def test_transfers_show_a_progress_bar_only_on_a_terminal(
     server: LocalACMServer, cli_home: Path, tmp_path: Path
 ) -> None:
     assert (await cli("add", f"{server.endpoint}:ns")).code == 0
     for i in range(5):
         server.set_config(f"d{i}", None, "x", tenant="ns")
-    err = Terminal()
-    code = await run(
-        ["export", "-d", str(tmp_path / "a")], Console(io.StringIO(), err, io.StringIO())
-    )
-    assert code == 0
-    assert "\rexporting [" in err.getvalue()
-    assert "5/5" in err.getvalue()
-    piped = await cli("export", "-d", str(tmp_path / "b"))
-    assert "\r" not in piped.err
-    assert "\033" not in piped.err + piped.out
+    folder = str(tmp_path / "a")
+    for argv, label in (
+        (["export", "-d", folder], "writing"),
+        (["import", "-d", folder], "importing"),
+    ):
+        err = Terminal()
+        assert await run(argv, Console(io.StringIO(), err, io.StringIO())) == 0
+        assert f"\r{label} [" in err.getvalue()
+        assert "5/5" in err.getvalue()
+        piped = await cli(*argv)
+        assert "\r" not in piped.err
+        assert "\033" not in piped.err + piped.out

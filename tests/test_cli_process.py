@@ -161,3 +161,23 @@ async def test_the_readme_session_runs(server: LocalACMServer, cli_home: Path) -
             assert out.decode().splitlines() == output, command
         ran += 1
     assert ran >= 6
+
+
+async def test_a_reader_that_leaves_early_ends_the_command_quietly(
+    server: LocalACMServer, cli_home: Path
+) -> None:
+    for i in range(3000):  # more than a pipe buffer holds
+        server.set_config(f"item-{i:04d}-{'x' * 60}", "G", "v", tenant="ns")
+    work = Path.cwd()
+    assert (await cli_process("add", f"{server.endpoint}:ns", home=cli_home, cwd=work)).code == 0
+    script = f"'{sys.executable}' -m aioacm list | head -1; echo rc=${{PIPESTATUS[0]}}"
+    proc = await asyncio.create_subprocess_exec(
+        "bash", "-c", script,
+        cwd=work,
+        env={**os.environ, "HOME": str(cli_home)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert out.decode().splitlines() == [f"G/item-0000-{'x' * 60}", "rc=141"]
+    assert err.decode() == ""

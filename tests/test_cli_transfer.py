@@ -305,3 +305,18 @@ async def test_listing_keeps_only_content_it_can_verify(monkeypatch: pytest.Monk
         ("G", "cipher-x"): None,
         ("DEFAULT_GROUP", "no-group"): "x",
     }
+
+
+async def test_an_item_found_twice_in_the_source_is_not_imported(
+    namespaces: LocalACMServer, tmp_path: Path
+) -> None:
+    server = namespaces
+    folder = tmp_path / "src"
+    (folder / "DEFAULT_GROUP").mkdir(parents=True)
+    (folder / "x").write_text("top")
+    (folder / "DEFAULT_GROUP" / "x").write_text("in a folder")
+    (folder / "y").write_text("fine")
+    result = await cli("import", "-d", str(folder), "-n", "dst")
+    assert result.code == USAGE
+    assert "DEFAULT_GROUP/x: found twice" in result.err
+    assert stored(server, "ns-2") == {("DEFAULT_GROUP", "y"): "fine"}

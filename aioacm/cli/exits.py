@@ -16,6 +16,7 @@ from ..errors import (
 
 __all__ = [
     "ACCESS_DENIED",
+    "BROKEN_PIPE",
     "EXIT_CODES",
     "FAILURE",
     "INTERRUPTED",
@@ -36,6 +37,7 @@ NOT_FOUND = 4
 UNAVAILABLE = 5
 ACCESS_DENIED = 6
 INTERRUPTED = 130
+BROKEN_PIPE = 141  # 128 + SIGPIPE: stdout was closed by its reader (``aioacm list | head``)
 
 # Shown by ``aioacm --help`` and in the README; a test keeps the three in step.
 EXIT_CODES: tuple[tuple[int, str], ...] = (
@@ -47,6 +49,7 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (UNAVAILABLE, "no ACM server could be reached"),
     (ACCESS_DENIED, "the server refused access (403): check the AccessKey/SecretKey"),
     (INTERRUPTED, "interrupted (Ctrl-C); 143 for SIGTERM"),
+    (BROKEN_PIPE, "whoever read stdout stopped reading (e.g. '| head')"),
 )
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "read_zip",
     "stale_paths",
     "write_item",
+    "write_items",
     "write_zip",
 ]
 
@@ -156,6 +157,17 @@ def write_item(root: Path, key: Key, content: str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_items(root: Path, items: list[tuple[Key, str]]) -> list[tuple[Key, Exception]]:
+    """``write_item`` for each item; return the ones that failed, with why."""
+    failures: list[tuple[Key, Exception]] = []
+    for key, content in items:
+        try:
+            write_item(root, key, content)
+        except (OSError, ValueError) as exc:
+            failures.append((key, exc))
+    return failures
 
 
 def write_zip(path: Path, contents: list[tuple[Key, str]]) -> None:

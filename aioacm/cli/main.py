@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import traceback
@@ -14,7 +15,7 @@ from ..errors import AccessDeniedError, ACMException, ServerUnavailableError
 from . import items, namespaces, transfer, watching
 from .console import Console
 from .context import Context
-from .exits import FAILURE, INTERRUPTED, USAGE, CLIError, classify
+from .exits import BROKEN_PIPE, FAILURE, INTERRUPTED, USAGE, CLIError, classify
 from .parser import build_parser
 
 __all__ = ["main", "run"]
@@ -109,6 +110,8 @@ async def run(argv: Sequence[str] | None = None, console: Console | None = None)
         except ACMException as exc:
             console.error(describe(exc, ctx))
             return classify(exc)
+        except BrokenPipeError:  # `aioacm list | head`: the reader left; main() ends quietly
+            raise
         except asyncio.CancelledError:
             if args.command != "watch":
                 console.error("interrupted")
@@ -179,3 +182,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_run_until_signal(args))
     except KeyboardInterrupt:  # before the handlers were installed, or after
         return INTERRUPTED
+    except BrokenPipeError:
+        # Nobody reads stdout any more: point it at /dev/null so the interpreter's final flush
+        # does not complain, and leave as a process killed by SIGPIPE would be reported.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return BROKEN_PIPE

@@ -26,7 +26,7 @@ from .local import (
     read_folder,
     read_zip,
     stale_paths,
-    write_item,
+    write_items,
     write_zip,
 )
 from .settings import Entry
@@ -36,6 +36,7 @@ __all__ = ["CONCURRENCY", "export", "import_", "list_namespace"]
 # Requests in flight at once: enough to hide the round trip, few enough not to flood a server.
 CONCURRENCY = 32
 PAGE_SIZE = 200
+WRITE_BATCH = 200
 _SHOWN_FAILURES = 20
 
 Job = tuple[Key, Callable[[], Awaitable[None]]]
@@ -163,24 +164,23 @@ async def export(ctx: Context) -> int:
                 ):
                     stale = []
         console.print(f"Exporting {plural(len(keys), 'item')} of {entry.describe()} to {target}")
-        contents: dict[Key, str] = {}
+        # Content the listing carried (md5-checked) needs no request; the rest is fetched.
+        contents = {key: content for key, content in listed.items() if content is not None}
 
-        def job(key: Key) -> Callable[[], Awaitable[None]]:
+        def fetch(key: Key) -> Callable[[], Awaitable[None]]:
             async def run() -> None:
-                content = listed[key]
-                if content is None:
-                    content = await client.get(key.data_id, key.group)
-                    if content is None:  # removed since the listing: nothing to copy
-                        console.warn(f"{key} was removed during the export; skipped")
-                        return
-                if folder is not None:
-                    await asyncio.to_thread(write_item, folder, key, content)
+                content = await client.get(key.data_id, key.group)
+                if content is None:  # removed since the listing: nothing to copy
+                    console.warn(f"{key} was removed during the export; skipped")
                 else:
                     contents[key] = content
 
             return run
 
-        failures = await run_jobs(console, "exporting", [(k, job(k)) for k in keys])
+        missing = [key for key in keys if listed[key] is None]
+        failures = await run_jobs(console, "fetching", [(k, fetch(k)) for k in missing])
+    if folder is not None:
+        failures = sorted(failures + await write_folder(console, folder, sorted(contents.items())))
     if failures:
         what = f"{target} was not written"
         if folder is not None:
@@ -199,6 +199,26 @@ async def export(ctx: Context) -> int:
     return FAILURE if errors else OK
 
 
+async def write_folder(
+    console: Console, folder: Path, items: list[tuple[Key, str]]
+) -> list[tuple[Key, Exception]]:
+    """Write items into an export folder, a batch per thread hop (one hop per file costs
+    more than the write); return the failures."""
+    progress = console.progress("writing", len(items))
+    failures: list[tuple[Key, Exception]] = []
+    try:
+        for start in range(0, len(items), WRITE_BATCH):
+            batch = items[start : start + WRITE_BATCH]
+            failed = await asyncio.to_thread(write_items, folder, batch)
+            failures += failed
+            failed_keys = {key for key, _exc in failed}
+            for key, _content in batch:
+                progress.advance(ok=key not in failed_keys)
+    finally:
+        progress.close()
+    return failures
+
+
 def _read_source(folder: Path | None, zip_path: Path) -> tuple[list[LocalItem], list[str]]:
     if folder is not None:
         if not folder.is_dir():
@@ -212,6 +232,16 @@ def _read_source(folder: Path | None, zip_path: Path) -> tuple[list[LocalItem], 
         raise CLIError(_reason(exc), USAGE) from None
 
 
+def _one_per_key(items: list[LocalItem]) -> list[LocalItem]:
+    """A key found twice (``x`` and ``DEFAULT_GROUP/x``) is an error, not a race to win."""
+    seen: dict[Key, int] = {}
+    for item in items:
+        seen[item.key] = seen.get(item.key, 0) + 1
+    twice = {key for key, count in seen.items() if count > 1}
+    unique = [item for item in items if item.key not in twice]
+    return unique + [LocalItem(key, None, "found twice in the source") for key in sorted(twice)]
+
+
 async def import_(ctx: Context) -> int:
     """Publish every file of a folder (``-d``) or zip (``-f``) to a namespace."""
     args, console = ctx.args, ctx.console
@@ -219,6 +249,7 @@ async def import_(ctx: Context) -> int:
     folder = Path(args.dir) if args.dir else None
     source = folder if folder is not None else Path(args.file) if args.file else default_zip(entry)
     items, notes = await asyncio.to_thread(_read_source, folder, source)
+    items = _one_per_key(items)
     for note in notes:
         console.warn(note)
     local = {item.key for item in items}
