@@ -11,16 +11,9 @@ from pathlib import Path
 import pytest
 from helpers import cli, cli_process
 
+from aioacm.cli.adding import AddRequest, add_namespace, check_endpoint, split_spec
 from aioacm.cli.exits import SETTINGS, USAGE, CLIError
-from aioacm.cli.settings import (
-    AddRequest,
-    Entry,
-    Settings,
-    check_endpoint,
-    client_kwargs,
-    settings_path,
-    split_spec,
-)
+from aioacm.cli.settings import Entry, Settings, client_kwargs, settings_path
 
 SYNC_CLI = "acm.command"  # python -m acm.command: the sync SDK's CLI, as its `acm` script
 
@@ -64,9 +57,9 @@ def _empty(tmp_path: Path) -> Settings:
 
 def test_first_namespace_becomes_current_later_ones_do_not(tmp_path: Path) -> None:
     settings = _empty(tmp_path)
-    _first, notes = settings.add(AddRequest("e:ns-1", ak="a", sk="s", alias="dev"))
+    _first, notes = add_namespace(settings, AddRequest("e:ns-1", ak="a", sk="s", alias="dev"))
     assert any("Now using" in n for n in notes)
-    second, notes = settings.add(AddRequest("e:ns-2"))
+    second, notes = add_namespace(settings, AddRequest("e:ns-2"))
     assert any("aioacm use ns-2" in n for n in notes)
     current = settings.current()
     assert current is not None
@@ -80,31 +73,31 @@ def test_first_namespace_becomes_current_later_ones_do_not(tmp_path: Path) -> No
 
 def test_alias_rules(tmp_path: Path) -> None:
     settings = _empty(tmp_path)
-    settings.add(AddRequest("e1:ns", alias="dev"))
+    add_namespace(settings, AddRequest("e1:ns", alias="dev"))
     with pytest.raises(CLIError, match="taken"):
-        settings.add(AddRequest("e2:other", alias="dev"))
+        add_namespace(settings, AddRequest("e2:other", alias="dev"))
     with pytest.raises(CLIError, match="invalid alias"):
-        settings.add(AddRequest("e2:other", alias="a:b"))
+        add_namespace(settings, AddRequest("e2:other", alias="a:b"))
     # no alias: the namespace id, or endpoint-namespace when the id is taken as an alias
-    settings.add(AddRequest("e1:dev"))
+    add_namespace(settings, AddRequest("e1:dev"))
     assert settings.endpoints["e1"]["namespaces"]["dev"]["alias"] == "e1-dev"
     # the same namespace id on another endpoint: a new entry, not an update
-    settings.add(AddRequest("e1:ns2"))
-    settings.add(AddRequest("e2:ns2"))
+    add_namespace(settings, AddRequest("e1:ns2"))
+    add_namespace(settings, AddRequest("e2:ns2"))
     assert settings.endpoints["e1"]["namespaces"]["ns2"]["alias"] == "ns2"
     assert settings.endpoints["e2"]["namespaces"]["ns2"]["alias"] == "e2-ns2"
     found = settings.find("e2-ns2")
     assert found is not None
     assert found.spec == "e2:ns2"
     # re-adding keeps the alias unless a new one is given
-    settings.add(AddRequest("e1:ns", ak="new-ak", sk="new-sk"))
+    add_namespace(settings, AddRequest("e1:ns", ak="new-ak", sk="new-sk"))
     ns = settings.endpoints["e1"]["namespaces"]["ns"]
     assert (ns["alias"], ns["ak"], ns["sk"]) == ("dev", "new-ak", "new-sk")
 
 
 def test_find_by_alias_or_full_name_with_a_port(tmp_path: Path) -> None:
     settings = _empty(tmp_path)
-    settings.add(AddRequest("127.0.0.1:8080:ns-1", alias="local"))
+    add_namespace(settings, AddRequest("127.0.0.1:8080:ns-1", alias="local"))
     for name in ("local", "127.0.0.1:8080:ns-1"):
         entry = settings.find(name)
         assert entry is not None
@@ -123,7 +116,7 @@ def test_no_namespace_configured_or_none_current(tmp_path: Path) -> None:
     with pytest.raises(CLIError, match="no namespace configured") as info:
         settings.resolve(None)
     assert info.value.code == SETTINGS
-    settings.add(AddRequest("e:ns"))
+    add_namespace(settings, AddRequest("e:ns"))
     settings.endpoints["e"]["is_current"] = False
     with pytest.raises(CLIError, match="no namespace is in use"):
         settings.resolve(None)
@@ -132,12 +125,13 @@ def test_no_namespace_configured_or_none_current(tmp_path: Path) -> None:
 def test_kms_settings_are_checked_and_stored_as_the_sync_cli_does(tmp_path: Path) -> None:
     settings = _empty(tmp_path)
     with pytest.raises(CLIError, match="region id"):
-        settings.add(AddRequest("e:ns", ak="a", sk="s", kms=True))
+        add_namespace(settings, AddRequest("e:ns", ak="a", sk="s", kms=True))
     with pytest.raises(CLIError, match="AccessKey"):
-        settings.add(AddRequest("e:ns", kms=True, region_id="cn-hangzhou"))
+        add_namespace(settings, AddRequest("e:ns", kms=True, region_id="cn-hangzhou"))
     assert settings.endpoints == {}  # a refused add changes nothing
-    entry, _ = settings.add(
-        AddRequest("e:ns", ak="a", sk="s", kms=True, region_id="cn-hangzhou", key_id="k-1")
+    entry, _ = add_namespace(
+        settings,
+        AddRequest("e:ns", ak="a", sk="s", kms=True, region_id="cn-hangzhou", key_id="k-1"),
     )
     assert entry.endpoint_info["kms_enabled"] is True
     assert entry.endpoint_info["region_id"] == "cn-hangzhou"
@@ -146,7 +140,7 @@ def test_kms_settings_are_checked_and_stored_as_the_sync_cli_does(tmp_path: Path
         "s",
         "k-1",
     )
-    role, _ = settings.add(AddRequest("e:ns2", kms=True, ram_role_name="role-1"))
+    role, _ = add_namespace(settings, AddRequest("e:ns2", kms=True, ram_role_name="role-1"))
     assert role.info["ram_role_name"] == "role-1"
 
 
@@ -195,7 +189,7 @@ def test_save_is_atomic_owner_only_and_follows_a_symlink(tmp_path: Path) -> None
     link = tmp_path / ".acm.json"
     link.symlink_to(real)
     settings = Settings.load(link)
-    settings.add(AddRequest("e:ns", ak="a", sk="secret"))
+    add_namespace(settings, AddRequest("e:ns", ak="a", sk="secret"))
     settings.save()
     assert link.is_symlink()
     assert json.loads(real.read_text())["endpoints"]["e"]["namespaces"]["ns"]["sk"] == "secret"

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from ..errors import ACMException
+from .adding import AddRequest, add_namespace
 from .context import Context
 from .exits import OK, CLIError
-from .settings import AddRequest, Entry
+from .settings import Entry
 
 __all__ = ["add", "current", "show", "use"]
 
@@ -36,7 +37,7 @@ async def add(ctx: Context) -> int:
         ram_role_name=args.ram_role_name,
     )
     settings = ctx.settings
-    entry, notes = settings.add(request)
+    entry, notes = add_namespace(settings, request)
     settings.save()
     for note in notes:
         ctx.console.print(note)
