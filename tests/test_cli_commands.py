@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import io
 import json
+import os
 import socket
 from pathlib import Path
 
@@ -289,3 +290,15 @@ async def test_watch_text_format(server: LocalACMServer, added: str) -> None:
     header, content = out.getvalue().splitlines()
     assert header.endswith("DEFAULT_GROUP/k (md5 6438c669e0d0de98e6929c2cc0fac474):")
     assert content == "line"
+
+
+async def test_the_default_namespace(server: LocalACMServer, cli_home: Path) -> None:
+    added = await cli("add", f"{server.endpoint}:", "-n", "plain")
+    assert added.code == 0, added
+    settings = json.loads((cli_home / ".acm.json").read_text())
+    assert list(settings["endpoints"][server.endpoint]["namespaces"]) == ["[default]"]
+    assert (await cli("push", "d", stdin="v")).code == 0
+    assert server.get_config("d", None, tenant="") == "v"  # no tenant on the wire
+    assert (await cli("pull", "d", "-n", f"{server.endpoint}:[default]")).out == "v"
+    assert (await cli("export")).code == 0
+    assert os.listdir() == [f"{server.endpoint}-[default].zip"]  # the sync CLI's name
