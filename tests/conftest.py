@@ -76,3 +76,16 @@ async def make_client(tmp_path: Path) -> AsyncIterator[Callable[..., ACMClient]]
     for client in clients:
         await client.aclose()
     assert aioacm_tasks() == []
+
+
+@pytest.fixture
+def cli_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh HOME for the ``aioacm`` command (settings in ``home/.acm.json``), with the
+    working directory set to an empty ``tmp_path/work``, as for a new user."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("DIAMOND_SERVER_IPS", raising=False)
+    monkeypatch.chdir(work)
+    return home

@@ -39,3 +39,58 @@ async def run_sync_sdk(script: str, cwd: Path, timeout: float = 60.0) -> str:
         raise
     assert proc.returncode == 0, err.decode(errors="replace")
     return out.decode()
+
+
+class CLIResult:
+    """What one run of the ``aioacm`` command gave."""
+
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+
+    def __repr__(self) -> str:
+        return f"CLIResult(code={self.code}, out={self.out!r}, err={self.err!r})"
+
+
+async def cli(*argv: str, stdin: str = "") -> CLIResult:
+    """Run ``aioacm *argv`` in-process on the test's loop (HOME as the test set it)."""
+    import io
+
+    from aioacm.cli import run
+    from aioacm.cli.console import Console
+
+    out, err = io.StringIO(), io.StringIO()
+    code = await run(list(argv), Console(out, err, io.StringIO(stdin), env={}))
+    return CLIResult(code, out.getvalue(), err.getvalue())
+
+
+async def cli_process(
+    *argv: str,
+    home: Path,
+    cwd: Path,
+    module: str = "aioacm",
+    stdin: bytes = b"",
+    timeout: float = 30.0,
+    env: dict[str, str] | None = None,
+) -> CLIResult:
+    """Run ``python -m <module> *argv`` as a new user would: a subprocess with HOME=home."""
+    import os
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        module,
+        *argv,
+        cwd=cwd,
+        env={**os.environ, "HOME": str(home), **(env or {})},
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode is not None
+    return CLIResult(proc.returncode, out.decode(), err.decode())
