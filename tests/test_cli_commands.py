@@ -25,6 +25,7 @@ from aioacm.cli.exits import (
     USAGE,
 )
 from aioacm.server import LocalACMServer
+from aioacm.testing import FakeKMS, FakeMetadataServer, Issued
 
 NS = "ns-1"
 
@@ -74,20 +75,38 @@ async def test_add_refuses_a_bad_endpoint_or_namespace(cli_home: Path) -> None:
     assert not (cli_home / ".acm.json").exists()
 
 
-async def test_kms_and_ram_role_are_stored_and_passed_to_the_client(
+async def test_kms_and_ram_role_work_through_the_cli(
     server: LocalACMServer, cli_home: Path
 ) -> None:
-    result = await cli(
-        "add", f"{server.endpoint}:{NS}", "-a", "a", "-s", "s", "--kms", "-r", "cn-sh",
-        "-k", "key", "-role", "role",
-    )  # fmt: skip
-    assert result.code == 0, result
-    # this aioacm refuses KMS and RAM roles with InvalidOptionError: the CLI says so clearly
-    assert "not usable by this aioacm" in result.err
-    listed = await cli("list")
-    assert listed.code == SETTINGS
-    assert "kms_enabled" in listed.err
-    assert "Traceback" not in listed.err
+    async with FakeMetadataServer("role") as metadata, FakeKMS(("key",)) as kms:
+
+        def trust(sts: Issued) -> None:
+            server.add_credentials(*sts.as_tuple())
+            kms.add_credentials(*sts.as_tuple())
+
+        metadata.on_issue.append(trust)
+        result = await cli(
+            "add", f"{server.endpoint}:{NS}", "--kms", "-r", "cn-sh", "-k", "key",
+            "-role", "role", "--kms-endpoint", kms.endpoint, "--kms-protocol", "http",
+            "--ram-metadata-url", metadata.url,
+        )  # fmt: skip
+        assert result.code == 0, result
+        assert "warning" not in result.err  # the access check passed with the role's keys
+        settings = json.loads((cli_home / ".acm.json").read_text())
+        endpoint = settings["endpoints"][server.endpoint]
+        assert endpoint["kms_enabled"] is True
+        assert endpoint["kms_endpoint"] == kms.endpoint
+        assert endpoint["namespaces"][NS]["ram_role_name"] == "role"
+
+        pushed = await cli("push", "cipher-kms-aes-128-db", stdin="password=s3cret")
+        assert pushed.code == 0, pushed
+        stored = server.get_config("cipher-kms-aes-128-db", "DEFAULT_GROUP", tenant=NS)
+        assert stored is not None
+        assert "s3cret" not in stored
+        pulled = await cli("pull", "cipher-kms-aes-128-db")
+        assert pulled.out.rstrip("\n") == "password=s3cret"
+        issued = {sts.access_key for sts in metadata.issued}  # one per command run
+        assert {call.access_key for call in kms.calls} <= issued
 
 
 async def test_use_show_and_namespace_selection(server: LocalACMServer, added: str) -> None:

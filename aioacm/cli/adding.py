@@ -80,6 +80,10 @@ class AddRequest:
     key_id: str | None = None
     region_id: str | None = None
     ram_role_name: str | None = None
+    # aioacm's own endpoint settings (the sync CLI ignores these keys in ~/.acm.json)
+    kms_endpoint: str | None = None
+    kms_protocol: str | None = None
+    ram_metadata_url: str | None = None
 
 
 def _unique_alias(settings: Settings, request: AddRequest, endpoint: str, namespace_id: str) -> str:
@@ -161,6 +165,12 @@ def add_namespace(settings: Settings, request: AddRequest) -> tuple[Entry, list[
         if request.region_id is not None and old_endpoint.get("region_id") != request.region_id:
             old_endpoint["region_id"] = request.region_id
             notes.append(f"Region id of {endpoint} is now {request.region_id}.")
+
+    for name in ("kms_endpoint", "kms_protocol", "ram_metadata_url"):
+        value = getattr(request, name)
+        if value is not None and old_endpoint.get(name) != value:
+            old_endpoint[name] = value
+            notes.append(f"{name} of {endpoint} is now {value}.")
 
     namespaces = old_endpoint["namespaces"]
     if old is None:

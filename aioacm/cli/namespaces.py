@@ -35,6 +35,9 @@ async def add(ctx: Context) -> int:
         key_id=args.key_id,
         region_id=args.region_id,
         ram_role_name=args.ram_role_name,
+        kms_endpoint=args.kms_endpoint,
+        kms_protocol=args.kms_protocol,
+        ram_metadata_url=args.ram_metadata_url,
     )
     settings = ctx.settings
     entry, notes = add_namespace(settings, request)

@@ -61,6 +61,17 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("-k", dest="key_id", help="KMS key id (to encrypt cipher- items)")
     add.add_argument("-r", dest="region_id", help="Alibaba Cloud region id (needed with --kms)")
     add.add_argument("-role", dest="ram_role_name", help="take credentials from this RAM role")
+    add.add_argument(
+        "--kms-endpoint", metavar="HOST[:PORT]", help="KMS endpoint (default: by region)"
+    )
+    add.add_argument(
+        "--kms-protocol", choices=("https", "http"), help="KMS protocol (default: https)"
+    )
+    add.add_argument(
+        "--ram-metadata-url",
+        metavar="URL",
+        help="ECS metadata service for the RAM role (default: http://100.100.100.200)",
+    )
 
     use = sub.add_parser("use", help="switch to a namespace", description="Switch to a namespace.")
     use.add_argument("namespace", metavar="NAMESPACE", help="alias or ENDPOINT:NAMESPACE_ID")

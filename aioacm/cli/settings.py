@@ -111,6 +111,8 @@ def client_kwargs(entry: Entry) -> dict[str, Any]:
         )
     if info.get("ram_role_name"):
         kwargs["ram_role_name"] = info["ram_role_name"]
+        if endpoint_info.get("ram_metadata_url"):
+            kwargs["ram_metadata_url"] = endpoint_info["ram_metadata_url"]
     if endpoint_info.get("tls"):
         kwargs["tls_enabled"] = True
     if endpoint_info.get("kms_enabled"):
@@ -120,6 +122,8 @@ def client_kwargs(entry: Entry) -> dict[str, Any]:
             ("key_id", info.get("key_id")),
             ("kms_ak", info.get("kms_ak")),
             ("kms_secret", info.get("kms_secret")),
+            ("kms_endpoint", endpoint_info.get("kms_endpoint")),
+            ("kms_protocol", endpoint_info.get("kms_protocol")),
         ):
             if value:
                 kwargs[name] = value
