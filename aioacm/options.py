@@ -56,6 +56,11 @@ def _text(name: str, value: Any) -> str:
     return value
 
 
+def _text_or_none(name: str, value: Any) -> str:
+    # the sync SDK's settings files store null for an unset region or key id
+    return "" if value is None else _text(name, value)
+
+
 def _optional_text(name: str, value: Any) -> str | None:
     return None if value is None or value == "" else _text(name, value)
 
@@ -131,10 +136,10 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "snapshot_base": _path,
     "app_name": _header_text,
     "kms_enabled": _boolean,
-    "region_id": _text,
+    "region_id": _text_or_none,
     "kms_ak": _optional_text,
     "kms_secret": _optional_text,
-    "key_id": _text,
+    "key_id": _text_or_none,
     "no_snapshot": _boolean,
     "ram_role_name": _role_name,
     # aioacm additions

@@ -164,6 +164,8 @@ def test_ram_and_kms_values_are_normalised() -> None:
             "kms_endpoint": "127.0.0.1:9443",
             "kms_protocol": "HTTP",
             "ram_role_name": "",
+            "region_id": None,
+            "key_id": None,
         }
     )
     assert checked == {
@@ -171,6 +173,8 @@ def test_ram_and_kms_values_are_normalised() -> None:
         "kms_endpoint": "127.0.0.1:9443",
         "kms_protocol": "http",
         "ram_role_name": None,
+        "region_id": "",
+        "key_id": "",
     }
 
 
