@@ -694,6 +694,26 @@ async def test_drop_fault_closes_the_connection_without_answer(
         await get(http, server, "d", "G")
 
 
+async def test_truncate_fault_cuts_the_body_and_hangs_up(
+    server: LocalACMServer, http: aiohttp.ClientSession
+) -> None:
+    server.set_config("d", "G", "0123456789")
+    fault = server.add_fault(op="get", truncate=4, times=1)
+    async with http.get(f"{server.url}{PREFIX}/config.co?dataId=d&group=G") as resp:
+        assert resp.status == 200
+        assert resp.content_length == 10
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await resp.read()
+    assert (fault.hits, server.requests[-1].status) == (1, 200)
+    assert (await get(http, server, "d", "G"))[:2] == (200, b"0123456789")
+
+    server.add_fault(op="get", status=503, body="x" * 100, truncate=0, times=1)
+    async with http.get(f"{server.url}{PREFIX}/config.co?dataId=d&group=G") as resp:
+        assert resp.status == 503
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await resp.read()
+
+
 async def test_removing_a_fault(server: LocalACMServer, http: aiohttp.ClientSession) -> None:
     fault = server.add_fault(op="get", status=503)
     assert (await get(http, server, "d", "G"))[0] == 503
@@ -711,6 +731,8 @@ async def test_removing_a_fault(server: LocalACMServer, http: aiohttp.ClientSess
         {"status": 42},
         {"status": 500, "times": 0},
         {"delay": -1.0},
+        {"truncate": -1},
+        {"truncate": 3, "drop": True},
     ],
 )
 def test_impossible_faults_are_refused(kwargs: dict[str, object]) -> None:
