@@ -124,6 +124,7 @@ class Poller:
         if transport is None:  # the client is closing: aclose() is cancelling this task
             return True
         loop = asyncio.get_running_loop()
+        started = loop.time()
         request = loop.create_task(
             transport.request(
                 "POST",
@@ -152,10 +153,21 @@ class Poller:
         except ACMException as exc:
             logger.warning("poller %d: %s", self.index, exc)
             return False
+        reported = parse_poll_response(resp.body)
+        if resp.status != 200 or (not reported and resp.body.strip()):
+            # A proxy's error page or a cut answer: nothing in it can be trusted, not even
+            # "nothing changed", which would confirm stale snapshots.
+            logger.warning(
+                "poller %d: %s answered the poll %d, malformed",
+                self.index,
+                resp.server,
+                resp.status,
+            )
+            return False
         by_name = {(s.data_id, s.group): s for s in states}
         changed = [
             by_name[(data_id, group)]
-            for data_id, group, _tenant in parse_poll_response(resp.body)
+            for data_id, group, _tenant in reported
             if (data_id, group) in by_name
         ]
         changed_set = set(map(id, changed))
@@ -164,7 +176,22 @@ class Poller:
             # the server agrees with the local snapshot: that is the current value
             state.known = True
             await self.manager.deliver(state)
-        return await self.manager.refresh(changed)
+        before = [s.md5 for s in changed]
+        if not await self.manager.refresh(changed):
+            return False
+        if (
+            "longPullingNoHangUp" not in headers
+            and not confirmed
+            and before == [s.md5 for s in changed]
+            and loop.time() - started < options.pulling_timeout / 2 - 0.25
+        ):
+            # Asked to hold, the server answered at once with nothing new: polling again
+            # at once would spin as long as it does that. Back off instead.
+            logger.warning(
+                "poller %d: %s answered a held poll at once with no change", self.index, resp.server
+            )
+            return False
+        return True
 
 
 class WatchManager:
