@@ -68,7 +68,9 @@ class FileStore:
         """Atomically replace the file of ``key``; return False (and warn once) on failure."""
         path = self.path(key)
         digest = _digest(content)
-        if self._written.get(key) == digest:
+        # The file may have gone since (a cleaner, a user): one stat is still far cheaper
+        # than writing, and a snapshot that silently stays missing fails the next outage.
+        if self._written.get(key) == digest and await aiofiles.os.path.exists(path):
             return True
         tmp = f"{path}{_TMP_MARK}{os.getpid()}.{secrets.token_hex(4)}.tmp"
         try:
