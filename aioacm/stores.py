@@ -45,6 +45,7 @@ class FileStore:
         # What this process last wrote per key: a server read that brings the same content
         # again costs no file I/O.
         self._written: dict[str, bytes] = {}
+        self._unreadable: set[str] = set()  # keys whose file could not be read (warned)
 
     def path(self, key: str) -> str:
         """The file of ``key``. Keys are validated upstream; this refuses anything path-like."""
@@ -57,12 +58,17 @@ class FileStore:
         path = self.path(key)
         try:
             async with aiofiles.open(path, encoding="utf-8", newline="") as f:
-                return await f.read()
-        except FileNotFoundError:
+                content = await f.read()
+        except (FileNotFoundError, NotADirectoryError):  # no folder is no file
             return None
         except (OSError, UnicodeDecodeError) as exc:
-            logger.warning("%s file %s cannot be read: %s", self.name, path, exc)
+            # Once per broken file, not once per get: a bad failover file is read every time.
+            level = logging.DEBUG if key in self._unreadable else logging.WARNING
+            self._unreadable.add(key)
+            logger.log(level, "%s file %s cannot be read: %s", self.name, path, exc)
             return None
+        self._unreadable.discard(key)
+        return content
 
     async def write(self, key: str, content: str) -> bool:
         """Atomically replace the file of ``key``; return False (and warn once) on failure."""
