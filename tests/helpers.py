@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sys
 import textwrap
+import threading
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 
 def aioacm_tasks() -> list[str]:
@@ -39,3 +44,47 @@ async def run_sync_sdk(script: str, cwd: Path, timeout: float = 60.0) -> str:
         raise
     assert proc.returncode == 0, err.decode(errors="replace")
     return out.decode()
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait until ``predicate()`` holds (polling the loop), or fail."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.005)
+
+
+class Recorder:
+    """A sync watcher callback that records the contents it was called with."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        with self.lock:
+            self.calls.append(event)
+
+    @property
+    def contents(self) -> list[str | None]:
+        with self.lock:
+            return [c["content"] for c in self.calls]
+
+
+def assert_history(delivered: Sequence[str | None], published: Sequence[str | None]) -> None:
+    """What a watcher got is what was published, with nothing made up, reordered or repeated.
+
+    ``delivered`` must be a subsequence of ``published`` (changes made while the client could
+    not see them may be folded into the next one), never the same value twice in a row, and
+    end with the last value published: the watcher missed nothing that lasted.
+    """
+    assert delivered, "the watcher got nothing"
+    assert delivered[-1] == published[-1], (delivered, published)
+    assert all(a != b for a, b in itertools.pairwise(delivered)), f"duplicate in {delivered}"
+    position = 0
+    for value in delivered:
+        try:
+            position = list(published).index(value, position) + 1
+        except ValueError:
+            raise AssertionError(f"{value!r} delivered out of order: {delivered}") from None
