@@ -489,14 +489,11 @@ async def test_snapshot_folder_read_only(
     folder.mkdir()
     (folder / "d+g+").write_text("v1", encoding="utf-8")
     if os.geteuid() == 0:  # root writes through chmod: fail the writes as a read-only mount would
-        real_open = aioacm.stores.aiofiles.open
 
-        def read_only_open(path: str, mode: str = "r", **kwargs: Any) -> Any:
-            if "w" in mode:
-                raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
-            return real_open(path, mode, **kwargs)
+        def read_only(*args: Any) -> bool:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
-        monkeypatch.setattr(aioacm.stores.aiofiles, "open", read_only_open)
+        monkeypatch.setattr(aioacm.stores.FileStore, "_write_file", read_only)
     else:
         folder.chmod(0o555)
     try:
