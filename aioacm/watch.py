@@ -216,19 +216,30 @@ class WatchManager:
         return list(self._pollers)
 
     async def add(self, data_id: str, group: str, watcher: Watcher) -> None:
-        """Add ``watcher`` to a key, starting to poll the key if it is new."""
+        """Add ``watcher`` to a key, starting to poll the key if it is new.
+
+        All or nothing: the watcher is registered after the last await, together with its
+        first value, so a caller cancelled meanwhile has added nothing.
+        """
         key = cache_key(data_id, group, self.client.namespace)
-        state = self._states.get(key)
-        if state is None:
-            snapshot = await self.client._snapshots.read(key)
-            state = self._states.get(key)  # another add may have won the race
+        while True:
+            state = self._states.get(key)
             if state is None:
+                snapshot = await self.client._snapshots.read(key)
+                if key in self._states:  # another add won the race
+                    continue
                 state = KeyState(data_id, group, key, content_md5(snapshot), snapshot)
                 self._states[key] = state
                 self._poller_with_room().add(state)
-        state.watchers.append(watcher)
-        if state.known:
-            watcher.offer(await self._change(state))
+            elif state.known:
+                change = await self._change(state)
+                if self._states.get(key) is not state:  # no longer watched meanwhile
+                    continue
+                state.watchers.append(watcher)
+                watcher.offer(change)
+                return
+            state.watchers.append(watcher)  # the first poll delivers the first value
+            return
 
     async def remove(
         self, data_id: str, group: str, match: Callable[[Watcher], bool], remove_all: bool
