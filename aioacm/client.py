@@ -3,6 +3,7 @@ HTTP, files, servers and signing are delegated to their own modules."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import warnings
@@ -127,6 +128,7 @@ class ACMClient:
         self._transport: Transport | None = None
         self._watches: WatchManager | None = None
         self._closed = False
+        self._closing: asyncio.Task[None] | None = None
         self._options = Options()
         self._snapshots = FileStore(self._options.snapshot_base, name="snapshot")
         self._failover = FileStore(self._options.failover_base, name="failover")
@@ -236,10 +238,21 @@ class ACMClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop every background task and close the session the client opened. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
+        """Stop every background task and close the session the client opened. Idempotent.
+
+        Closing goes on when the caller is cancelled meanwhile; a later ``aclose()`` waits
+        for it to end.
+        """
+        if self._closing is None:
+            self._closed = True
+            self._closing = asyncio.get_running_loop().create_task(
+                self._shutdown(), name="aioacm.close"
+            )
+            # never "exception never retrieved" when the caller that started it was cancelled
+            self._closing.add_done_callback(lambda t: t.cancelled() or t.exception())
+        await asyncio.shield(self._closing)
+
+    async def _shutdown(self) -> None:
         watches, self._watches = self._watches, None
         transport, self._transport = self._transport, None
         session, self._session = self._session, None
