@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from aioacm.server import LocalACMServer
 
 
 def aioacm_tasks() -> list[str]:
@@ -88,3 +91,18 @@ def assert_history(delivered: Sequence[str | None], published: Sequence[str | No
             position = list(published).index(value, position) + 1
         except ValueError:
             raise AssertionError(f"{value!r} delivered out of order: {delivered}") from None
+
+
+@contextlib.asynccontextmanager
+async def cluster(count: int, **kwargs: Any) -> AsyncIterator[list[LocalACMServer]]:
+    """``count`` servers sharing one store (a change on one is seen on all), each one's address
+    server listing all of them."""
+    servers = [LocalACMServer(**kwargs) for _ in range(count)]
+    for srv in servers[1:]:
+        srv.store = servers[0].store
+    async with contextlib.AsyncExitStack() as stack:
+        for srv in servers:
+            await stack.enter_async_context(srv)
+        for srv in servers:
+            srv.address_list = [s.endpoint for s in servers]
+        yield servers

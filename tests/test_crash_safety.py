@@ -87,10 +87,8 @@ async def test_a_write_killed_at_any_moment_leaves_the_old_or_the_new_file(
 ) -> None:
     rng = random.Random(7)
     folders = [tmp_path / f"w{i}" for i in range(4)]
-    for round_ in range(6):  # 24 kills, four at a time
-        procs = await asyncio.gather(
-            *(start_writer(f, f"{'ABCD'[i]}") for i, f in enumerate(folders))
-        )
+    for _ in range(6):  # 24 kills, four at a time
+        procs = await asyncio.gather(*(start_writer(f, "ABCD"[i]) for i, f in enumerate(folders)))
         await asyncio.sleep(rng.uniform(0.0, 0.15))
         for proc in procs:
             await asyncio.sleep(rng.uniform(0.0, 0.02))

@@ -12,12 +12,12 @@ import os
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Recorder, assert_history, eventually
+from helpers import Recorder, assert_history, cluster, eventually
 
 import aioacm.stores
 import aioacm.watch
@@ -37,21 +37,6 @@ def _quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     """Pollers back off up to 0.5 s instead of 10 s, so recoveries fit in a test (backing
     off at all, rather than spinning, is what the tests check)."""
     monkeypatch.setattr(aioacm.watch, "BACKOFF_CAP", 0.5)
-
-
-@contextlib.asynccontextmanager
-async def cluster(count: int, **kwargs: Any) -> AsyncIterator[list[LocalACMServer]]:
-    """``count`` servers sharing one store (a change on one is seen on all), each one's address
-    server listing all of them."""
-    servers = [LocalACMServer(**kwargs) for _ in range(count)]
-    for srv in servers[1:]:
-        srv.store = servers[0].store
-    async with contextlib.AsyncExitStack() as stack:
-        for srv in servers:
-            await stack.enter_async_context(srv)
-        for srv in servers:
-            srv.address_list = [s.endpoint for s in servers]
-        yield servers
 
 
 async def publish_all(
