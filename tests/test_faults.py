@@ -281,16 +281,17 @@ async def test_connection_reset_mid_body(
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("status", "body"),
     [
-        "d%02",  # truncated: a data id and no group
-        "d%02g",  # names the key, which has not changed (a lie, or a stale answer)
-        "<html><body>502 Bad Gateway</body></html>",
-        "",  # an empty answer at once, although the poll asked to be held
+        (200, "d%02"),  # truncated: a data id and no group
+        (200, "d%02g"),  # names the key, which has not changed (a lie, or a stale answer)
+        (200, "<html><body>502 Bad Gateway</body></html>"),
+        (200, ""),  # an empty answer at once, although the poll asked to be held
+        (404, "<html>Not Found</html>"),  # a proxy that does not know the path
     ],
 )
 async def test_truncated_and_malformed_poll_responses(
-    server: LocalACMServer, make_client: MakeClient, body: str
+    server: LocalACMServer, make_client: MakeClient, status: int, body: str
 ) -> None:
     server.set_config("d", "g", "v1")
     rec = Recorder()
@@ -298,7 +299,7 @@ async def test_truncated_and_malformed_poll_responses(
         await client.add_watcher("d", "g", rec)
         await eventually(lambda: rec.contents == ["v1"])
         await server.wait_for_held_polls(1)
-        garbled = server.add_fault("poll", status=200, body=body)
+        garbled = server.add_fault("poll", status=status, body=body)
         server.clear_requests()
         server.set_config("d", "g", "v2")  # wakes the held poll; the next answers are garbage
         await asyncio.sleep(0.6)
@@ -308,7 +309,7 @@ async def test_truncated_and_malformed_poll_responses(
         assert await client.get("d", "g") == "v2"
         await asyncio.sleep(0.1)
         assert rec.contents == ["v1", "v2"]
-    assert polls <= 8, f"{polls} polls in 0.6 s: the poller spins on {body!r}"
+    assert polls <= 8, f"{polls} polls in 0.6 s: the poller spins on {status} {body!r}"
 
 
 # -- the address server --------------------------------------------------------------------
@@ -579,3 +580,22 @@ async def test_credentials_rejected(make_client: MakeClient, tmp_path: Path) -> 
             await asyncio.sleep(0.1)
             assert_history(rec.contents, ["v1", "v2", "v3"])
     assert polls <= 6
+
+
+# -- the matrix itself ----------------------------------------------------------------------
+
+
+def test_fault_matrix_is_up_to_date() -> None:
+    """Every test FAULTS.md names exists, and every test of this file is in the matrix."""
+    tests = Path(__file__).parent
+    matrix = (tests / "FAULTS.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`(test_\w+)`", matrix))
+    defined = {
+        name
+        for path in tests.glob("test_*.py")
+        for name in re.findall(r"^(?:async )?def (test_\w+)", path.read_text(), re.MULTILINE)
+    }
+    assert len(named) > 30
+    assert named - defined == set(), "FAULTS.md names tests that do not exist"
+    here = set(re.findall(r"^(?:async )?def (test_\w+)", Path(__file__).read_text(), re.M))
+    assert here - named == set(), "tests of this file missing from FAULTS.md"
