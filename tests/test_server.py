@@ -9,7 +9,7 @@ import re
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 
 import aiohttp
@@ -557,23 +557,28 @@ async def test_signed_requests_pass(
 
 
 @pytest.mark.parametrize(
-    "headers",
+    "make_headers",
+    # built when the test runs, not at collection: a suite running for over a minute would
+    # otherwise bring "too far ahead" back into the 60 s window
     [
-        {},
-        {"Spas-AccessKey": "ak1", "timeStamp": str(now_ms())},  # no signature
-        signed(None, "G", Credentials("nobody", "sk1")),
-        signed(None, "G", Credentials("ak1", "wrong")),
-        signed(None, "OTHER"),  # signs another group
-        signed("ns1", "G"),  # signs a tenant the request does not carry
-        signed(None, "G", timestamp_ms=now_ms() - 120_000),  # too old
-        signed(None, "G", timestamp_ms=now_ms() + 120_000),  # too far ahead
-        {**signed(None, "G"), "timeStamp": "yesterday"},
+        lambda: {},
+        lambda: {"Spas-AccessKey": "ak1", "timeStamp": str(now_ms())},  # no signature
+        lambda: signed(None, "G", Credentials("nobody", "sk1")),
+        lambda: signed(None, "G", Credentials("ak1", "wrong")),
+        lambda: signed(None, "OTHER"),  # signs another group
+        lambda: signed("ns1", "G"),  # signs a tenant the request does not carry
+        lambda: signed(None, "G", timestamp_ms=now_ms() - 120_000),  # too old
+        lambda: signed(None, "G", timestamp_ms=now_ms() + 120_000),  # too far ahead
+        lambda: {**signed(None, "G"), "timeStamp": "yesterday"},
     ],
 )
 async def test_unsigned_or_badly_signed_requests_are_403(
-    secure_server: LocalACMServer, http: aiohttp.ClientSession, headers: dict[str, str]
+    secure_server: LocalACMServer,
+    http: aiohttp.ClientSession,
+    make_headers: Callable[[], dict[str, str]],
 ) -> None:
     server = secure_server
+    headers = make_headers()
     assert (await get(http, server, "d", "G", headers=headers))[0] == 403
     assert (await publish(http, server, "d", "G", "hacked", headers=headers))[0] == 403
     assert (await remove(http, server, "d", "G", headers=headers))[0] == 403
