@@ -593,19 +593,17 @@ def _page_shape(data: dict[str, Any], page: int) -> tuple[int, int | None, list[
     """``pagesAvailable``, ``totalCount`` and ``pageItems`` of one list page.
 
     Raises:
-        ACMRequestException: the page is malformed (or is not the page asked for).
+        ACMRequestException: the page is malformed.
     """
     malformed = ACMRequestException(f"list answered a malformed page {page}")
     try:
-        pages, total, number = (
-            _count(data.get(name)) for name in ("pagesAvailable", "totalCount", "pageNumber")
-        )
+        pages, total = (_count(data.get(name)) for name in ("pagesAvailable", "totalCount"))
     except ValueError:
         raise malformed from None
     items = data.get("pageItems")
     if items is None:
         items = []
-    if not isinstance(items, list) or (number is not None and number != page):
+    if not isinstance(items, list):
         raise malformed
     return pages or 0, total, items
 

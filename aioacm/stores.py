@@ -50,7 +50,7 @@ class FileStore:
         self.name = name
         self._warned = False
         # What this process last wrote per key: a server read that brings the same content
-        # again costs no file I/O.
+        # again costs one stat, not a write.
         self._written: dict[str, bytes] = {}
         self._unreadable: set[str] = set()  # keys whose file could not be read (warned)
         self._seq = itertools.count()  # orders the changes of this store
