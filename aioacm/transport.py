@@ -96,7 +96,9 @@ class Transport:
     async def fetch_text(self, url: str, timeout: float) -> str:
         """A plain GET (the address server): the body as text, or an ACMRequestException."""
         try:
-            async with self.session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            async with self.session.get(
+                url, timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False
+            ) as resp:
                 body = await resp.read()
         except _RETRIABLE_ERRORS as exc:
             raise ServerUnavailableError(f"{url} failed: {exc!r}") from exc
@@ -183,6 +185,9 @@ class Transport:
                         headers=request_headers,
                         timeout=client_timeout,
                         ssl=self._ssl(),
+                        # ACM never redirects; following one would hand the signature and
+                        # the STS token to whatever host it names
+                        allow_redirects=False,
                     ) as resp:
                         payload = await resp.read()
                         status, resp_headers = resp.status, resp.headers
@@ -194,7 +199,8 @@ class Transport:
                 if status == 409 and delay is not None:
                     await asyncio.sleep(delay)
                     continue
-                if status >= 500 or status == 409:
+                # 1xx/3xx: not an answer ACM gives; its body is no content
+                if status >= 500 or status == 409 or status < 200 or 300 <= status < 400:
                     logger.warning("%s %s on %s answered %s", method, path, name, status)
                     last_error, last_status = None, status
                     break

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from helpers import Recorder, assert_history, cluster, eventually
 
+import aioacm.servers
 import aioacm.stores
 import aioacm.watch
 from aioacm import (
@@ -310,6 +312,44 @@ async def test_truncated_and_malformed_poll_responses(
         await asyncio.sleep(0.1)
         assert rec.contents == ["v1", "v2"]
     assert polls <= 8, f"{polls} polls in 0.6 s: the poller spins on {status} {body!r}"
+
+
+async def test_redirects_are_neither_followed_nor_taken_as_content(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with (
+        LocalACMServer(credentials={"ak": "sk"}) as evil,
+        LocalACMServer(credentials={"ak": "sk"}) as good,
+    ):
+        good.set_config("d", "g", "v1")
+
+        async def redirect(request: web.Request) -> web.Response:
+            raise web.HTTPFound(f"{evil.url}{request.path_qs}")
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", redirect)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, "127.0.0.1", 0).start()
+            redirector = f"127.0.0.1:{runner.addresses[0][1]}"
+            monkeypatch.setenv("DIAMOND_SERVER_IPS", f"{redirector},{good.endpoint}")
+            monkeypatch.setattr(aioacm.servers.random, "shuffle", lambda servers: None)
+            rec = Recorder()
+            async with make_client("unused.invalid", ak="ak", sk="sk", pulling_timeout=2) as c:
+                assert await c.get("d", "g") == "v1"  # asks the redirector first
+                assert await c.publish("d", "g", "v1")
+                await c.add_watcher("d", "g", rec)
+                await eventually(lambda: rec.contents == ["v1"])
+                good.add_fault("get", status=302)  # a 3xx without Location: not content
+                assert await c.get("d", "g") == "v1"  # the snapshot
+                with pytest.raises(ServerUnavailableError) as info:
+                    await c.get("d", "g", no_snapshot=True)
+                assert info.value.status == 302
+        finally:
+            await runner.cleanup()
+        # nothing, signatures least of all, went where the redirect pointed
+        assert evil.request_count() == 0
 
 
 # -- the address server --------------------------------------------------------------------
