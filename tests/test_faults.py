@@ -143,8 +143,8 @@ async def test_server_killed_mid_poll_and_restarted(
 # -- servers answering errors --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status", [500, 502, 503])
-async def test_every_server_answering_5xx(
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 429, 408])
+async def test_every_server_failing(
     make_client: MakeClient, monkeypatch: pytest.MonkeyPatch, status: int
 ) -> None:
     async with cluster(3) as servers:
