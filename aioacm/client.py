@@ -3,6 +3,7 @@ HTTP, files, servers and signing are delegated to their own modules."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -136,6 +137,7 @@ class ACMClient:
         self._transport: Transport | None = None
         self._watches: WatchManager | None = None
         self._closed = False
+        self._closing: asyncio.Task[None] | None = None
         self._options = Options()
         self._ram_role: RamRoleCredentialsProvider | None = None
         self._kms: KMS | None = None
@@ -301,10 +303,21 @@ class ACMClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop every background task and close the session the client opened. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
+        """Stop every background task and close the session the client opened. Idempotent.
+
+        Closing goes on when the caller is cancelled meanwhile; a later ``aclose()`` waits
+        for it to end.
+        """
+        if self._closing is None:
+            self._closed = True
+            self._closing = asyncio.get_running_loop().create_task(
+                self._shutdown(), name="aioacm.close"
+            )
+            # never "exception never retrieved" when the caller that started it was cancelled
+            self._closing.add_done_callback(lambda t: t.cancelled() or t.exception())
+        await asyncio.shield(self._closing)
+
+    async def _shutdown(self) -> None:
         watches, self._watches = self._watches, None
         transport, self._transport = self._transport, None
         session, self._session = self._session, None
@@ -575,19 +588,30 @@ class ACMClient:
         if prefix is not None and not isinstance(prefix, str):
             raise InvalidParameterError("prefix must be a str or None")
         result: ItemList = []
-        page, pages = 1, 1
+        seen: set[tuple[str, str]] = set()
+        page, pages, received = 1, 1, 0
         while page <= pages:
             data = await self.list(page, LIST_ALL_PAGE_SIZE)
-            pages = int(data.get("pagesAvailable") or 0)
-            for item in data.get("pageItems") or []:
-                data_id, item_group = item.get("dataId"), item.get("group")
+            pages, total, items = _page_shape(data, page)
+            received += len(items)
+            new = False
+            for item in items:
+                data_id = item.get("dataId") if isinstance(item, dict) else None
+                item_group = item.get("group") if isinstance(item, dict) else None
                 if not isinstance(data_id, str) or not isinstance(item_group, str):
                     continue
+                if (data_id, item_group) in seen:  # items shift between pages as others write
+                    continue
+                seen.add((data_id, item_group))
+                new = True
                 if group is not None and item_group != group:
                     continue
                 if prefix is not None and not data_id.startswith(prefix):
                     continue
                 result.append({"dataId": data_id, "group": item_group})
+            # A server that keeps announcing pages but sends nothing new must not keep us here.
+            if not new or (total is not None and received >= total):
+                break
             page += 1
         return result
 
@@ -676,6 +700,35 @@ class ACMClient:
             watcher.stop()
             if self._watches is manager:
                 await manager.remove(data_id, group, lambda w: w is watcher, remove_all=False)
+
+
+def _count(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    raise ValueError(value)
+
+
+def _page_shape(data: dict[str, Any], page: int) -> tuple[int, int | None, list[Any]]:
+    """``pagesAvailable``, ``totalCount`` and ``pageItems`` of one list page.
+
+    Raises:
+        ACMRequestException: the page is malformed.
+    """
+    malformed = ACMRequestException(f"list answered a malformed page {page}")
+    try:
+        pages, total = (_count(data.get(name)) for name in ("pagesAvailable", "totalCount"))
+    except ValueError:
+        raise malformed from None
+    items = data.get("pageItems")
+    if items is None:
+        items = []
+    if not isinstance(items, list):
+        raise malformed
+    return pages or 0, total, items
 
 
 def _decode_page(body: bytes, server: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ Nothing here does I/O, so every function is table-tested against the vectors in 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 from collections.abc import Iterable, Sequence
 from urllib.parse import quote_plus, unquote_plus, urlencode
@@ -49,6 +50,9 @@ MAX_CONTENT_BYTES = 100 * 1024
 _KEY_PART = re.compile(r"[A-Za-z0-9.:_-]+")
 # The namespace ends up in a file name, so it gets no ``/`` and no ``..`` either.
 _NAMESPACE = re.compile(r"[A-Za-z0-9._:-]+")
+# A server in the address server's list: a DNS name or an IPv4 address (IPv6 is checked with
+# ipaddress). Underscores occur in real internal names, so they are let through.
+_HOST_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,251}[A-Za-z0-9_])?")
 
 
 def _check_str(value: object, what: str) -> str:
@@ -226,34 +230,48 @@ def parse_poll_response(body: bytes) -> list[tuple[str, str, str]]:
     return keys
 
 
+def _valid_host(host: str) -> bool:
+    if _HOST_NAME.fullmatch(host):
+        return True
+    if "%" in host:  # a zone id would need escaping in every URL
+        return False
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def parse_server_list(text: str, default_port: int) -> list[tuple[str, int]]:
     """Parse an address-server answer: one ``ip``, ``ip:port`` or ``[v6]:port`` a line.
 
-    Blank lines and lines with a bad port are skipped.
+    Blank lines are skipped, and so is any line that is not a plain host name or IP address
+    with an optional decimal port: an error page or a line like ``evil/x?`` must never become
+    a server, nor smuggle a path into the URLs built from it.
     """
     servers: list[tuple[str, int]] = []
     for raw in text.splitlines():
         line = raw.strip()
         if not line:
             continue
-        host, port = line, default_port
+        host, port_text = line, ""
         if line.startswith("["):
             end = line.find("]")
             if end < 0:
                 continue
             host, rest = line[1:end], line[end + 1 :]
-            if rest.startswith(":"):
-                try:
-                    port = int(rest[1:])
-                except ValueError:
+            if rest:
+                if not rest.startswith(":"):
                     continue
+                port_text = rest[1:]
         elif line.count(":") == 1:
             host, _, port_text = line.partition(":")
-            try:
-                port = int(port_text)
-            except ValueError:
+        port = default_port
+        if port_text or line.endswith(":"):
+            if not (port_text.isascii() and port_text.isdigit()):
                 continue
-        if not host or not 0 < port < 65536:
+            port = int(port_text)
+        if not 0 < port < 65536 or not _valid_host(host):
             continue
         servers.append((host, port))
     return servers

@@ -9,13 +9,15 @@ fallback, and failing to keep one must never fail a ``get``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
+import itertools
 import logging
 import os
 import secrets
+import threading
 
-import aiofiles
 import aiofiles.os
 
 __all__ = ["FileStore"]
@@ -28,6 +30,11 @@ _TMP_MARK = "~"
 
 def _digest(content: str) -> bytes:
     return hashlib.md5(content.encode("utf-8"), usedforsecurity=False).digest()
+
+
+def _read_file(path: str) -> str:
+    with open(path, encoding="utf-8", newline="") as f:
+        return f.read()
 
 
 class FileStore:
@@ -43,8 +50,12 @@ class FileStore:
         self.name = name
         self._warned = False
         # What this process last wrote per key: a server read that brings the same content
-        # again costs no file I/O.
+        # again costs one stat, not a write.
         self._written: dict[str, bytes] = {}
+        self._unreadable: set[str] = set()  # keys whose file could not be read (warned)
+        self._seq = itertools.count()  # orders the changes of this store
+        self._landed: dict[str, int] = {}  # per key, the number of the change on disk
+        self._lock = threading.Lock()
 
     def path(self, key: str) -> str:
         """The file of ``key``. Keys are validated upstream; this refuses anything path-like."""
@@ -56,39 +67,35 @@ class FileStore:
         """Return the stored content, or None when there is none or it cannot be read."""
         path = self.path(key)
         try:
-            async with aiofiles.open(path, encoding="utf-8", newline="") as f:
-                return await f.read()
-        except FileNotFoundError:
+            content = await asyncio.to_thread(_read_file, path)
+        except (FileNotFoundError, NotADirectoryError):  # no folder is no file
             return None
         except (OSError, UnicodeDecodeError) as exc:
-            logger.warning("%s file %s cannot be read: %s", self.name, path, exc)
+            # Once per broken file, not once per get: a bad failover file is read every time.
+            level = logging.DEBUG if key in self._unreadable else logging.WARNING
+            self._unreadable.add(key)
+            logger.log(level, "%s file %s cannot be read: %s", self.name, path, exc)
             return None
+        self._unreadable.discard(key)
+        return content
 
     async def write(self, key: str, content: str) -> bool:
         """Atomically replace the file of ``key``; return False (and warn once) on failure."""
         path = self.path(key)
         digest = _digest(content)
-        if self._written.get(key) == digest:
+        # The file may have gone since (a cleaner, a user): one stat is still far cheaper
+        # than writing, and a snapshot that silently stays missing fails the next outage.
+        if self._written.get(key) == digest and await aiofiles.os.path.exists(path):
             return True
-        tmp = f"{path}{_TMP_MARK}{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        self._written.pop(key, None)
+        seq = next(self._seq)
         try:
-            await aiofiles.os.makedirs(self.base, exist_ok=True)
-            async with aiofiles.open(tmp, "w", encoding="utf-8", newline="") as f:
-                await f.write(content)
-                await f.flush()
-                await aiofiles.os.wrap(os.fsync)(f.fileno())
-            await aiofiles.os.replace(tmp, path)
+            landed = await asyncio.to_thread(self._write_file, key, path, content, seq)
         except OSError as exc:
-            self._written.pop(key, None)
-            await self._discard(tmp)
             self._warn(f"cannot write {self.name} file {path}: {exc}")
             return False
-        except BaseException:
-            # Cancelled mid-write: the target is untouched; do not leave the temporary behind.
-            self._written.pop(key, None)
-            await self._discard(tmp)
-            raise
-        self._written[key] = digest
+        if landed and self._landed.get(key) == seq:
+            self._written[key] = digest
         return True
 
     async def delete(self, key: str) -> None:
@@ -96,16 +103,43 @@ class FileStore:
         path = self.path(key)
         self._written.pop(key, None)
         try:
-            await aiofiles.os.remove(path)
-        except FileNotFoundError:
-            pass
+            await asyncio.to_thread(self._delete_file, key, path, next(self._seq))
         except OSError as exc:
             self._warn(f"cannot delete {self.name} file {path}: {exc}")
 
-    @staticmethod
-    async def _discard(tmp: str) -> None:
-        with contextlib.suppress(OSError):
-            await aiofiles.os.remove(tmp)
+    # Each operation is one job in a worker thread, start to finish. A caller cancelled
+    # meanwhile leaves the job to finish on its own: no file is left open or half-written,
+    # and no temporary file stays behind. Jobs can then outlive their caller and finish out
+    # of order, so each change gets a number and a change older than the one already on
+    # disk is dropped instead of replacing it.
+
+    def _write_file(self, key: str, path: str, content: str, seq: int) -> bool:
+        tmp = f"{path}{_TMP_MARK}{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        try:
+            os.makedirs(self.base, exist_ok=True)
+            with open(tmp, "w", encoding="utf-8", newline="") as f:
+                f.write(content)
+                f.flush()
+                os.fsync(f.fileno())
+            with self._lock:
+                if seq < self._landed.get(key, -1):
+                    os.remove(tmp)
+                    return False
+                os.replace(tmp, path)
+                self._landed[key] = seq
+            return True
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+            raise
+
+    def _delete_file(self, key: str, path: str, seq: int) -> None:
+        with self._lock:
+            if seq < self._landed.get(key, -1):
+                return
+            self._landed[key] = seq
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
 
     def _warn(self, message: str) -> None:
         if self._warned:

@@ -1,8 +1,9 @@
 """HTTP to the ACM servers over one shared aiohttp session.
 
 The one place where aiohttp and OS errors become aioacm errors. A request sticks to the current
-server and moves to the next one on 5xx, connection errors and timeouts; 409 (item being
-rewritten) is retried briefly on the same server first; 403 and other 4xx are raised at once.
+server and moves to the next one on 5xx, 408, 429, connection errors and timeouts; 409 (item
+being rewritten) is retried briefly on the same server first; 403 and other 4xx are raised at
+once. Redirects are not followed.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded; charset=GBK"
 _CONFLICT_RETRIES = (0.05, 0.1, 0.2)
+_SERVER_BUSY = frozenset({408, 409, 429})
 _RETRIABLE_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 
@@ -96,7 +98,9 @@ class Transport:
     async def fetch_text(self, url: str, timeout: float) -> str:
         """A plain GET (the address server): the body as text, or an ACMRequestException."""
         try:
-            async with self.session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            async with self.session.get(
+                url, timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False
+            ) as resp:
                 body = await resp.read()
         except _RETRIABLE_ERRORS as exc:
             raise ServerUnavailableError(f"{url} failed: {exc!r}") from exc
@@ -183,6 +187,9 @@ class Transport:
                         headers=request_headers,
                         timeout=client_timeout,
                         ssl=self._ssl(),
+                        # ACM never redirects; following one would hand the signature and
+                        # the STS token to whatever host it names
+                        allow_redirects=False,
                     ) as resp:
                         payload = await resp.read()
                         status, resp_headers = resp.status, resp.headers
@@ -194,7 +201,9 @@ class Transport:
                 if status == 409 and delay is not None:
                     await asyncio.sleep(delay)
                     continue
-                if status >= 500 or status == 409:
+                # 1xx/3xx: not an answer ACM gives, its body is no content; 408/429 say
+                # "not now", not "bad request": all count as this server failing
+                if status >= 500 or status in _SERVER_BUSY or status < 200 or 300 <= status < 400:
                     logger.warning("%s %s on %s answered %s", method, path, name, status)
                     last_error, last_status = None, status
                     break

@@ -132,6 +132,7 @@ class Poller:
         if transport is None:  # the client is closing: aclose() is cancelling this task
             return True
         loop = asyncio.get_running_loop()
+        started = loop.time()
         request = loop.create_task(
             transport.request(
                 "POST",
@@ -160,10 +161,21 @@ class Poller:
         except ACMException as exc:
             logger.warning("poller %d: %s", self.index, exc)
             return False
+        reported = parse_poll_response(resp.body)
+        if resp.status != 200 or (not reported and resp.body.strip()):
+            # A proxy's error page or a cut answer: nothing in it can be trusted, not even
+            # "nothing changed", which would confirm stale snapshots.
+            logger.warning(
+                "poller %d: %s answered the poll %d, malformed",
+                self.index,
+                resp.server,
+                resp.status,
+            )
+            return False
         by_name = {(s.data_id, s.group): s for s in states}
         changed = [
             by_name[(data_id, group)]
-            for data_id, group, _tenant in parse_poll_response(resp.body)
+            for data_id, group, _tenant in reported
             if (data_id, group) in by_name
         ]
         changed_set = set(map(id, changed))
@@ -175,7 +187,22 @@ class Poller:
                 continue
             state.known = True
             await self.manager.deliver(state)
-        return await self.manager.refresh(changed)
+        before = [s.md5 for s in changed]
+        if not await self.manager.refresh(changed):
+            return False
+        if (
+            "longPullingNoHangUp" not in headers
+            and not confirmed
+            and before == [s.md5 for s in changed]
+            and loop.time() - started < options.pulling_timeout / 2 - 0.25
+        ):
+            # Asked to hold, the server answered at once with nothing new: polling again
+            # at once would spin as long as it does that. Back off instead.
+            logger.warning(
+                "poller %d: %s answered a held poll at once with no change", self.index, resp.server
+            )
+            return False
+        return True
 
 
 class WatchManager:
@@ -200,22 +227,33 @@ class WatchManager:
         return list(self._pollers)
 
     async def add(self, data_id: str, group: str, watcher: Watcher) -> None:
-        """Add ``watcher`` to a key, starting to poll the key if it is new."""
+        """Add ``watcher`` to a key, starting to poll the key if it is new.
+
+        All or nothing: the watcher is registered after the last await, together with its
+        first value, so a caller cancelled meanwhile has added nothing.
+        """
         key = cache_key(data_id, group, self.client.namespace)
-        state = self._states.get(key)
-        if state is None:
-            snapshot = await self.client._snapshots.read(key)
-            data_key = None
-            if snapshot is not None and envelope_key_spec(data_id) is not None:
-                data_key = await self.client._snapshot_keys.read(key)
-            state = self._states.get(key)  # another add may have won the race
+        while True:
+            state = self._states.get(key)
             if state is None:
+                snapshot = await self.client._snapshots.read(key)
+                data_key = None
+                if snapshot is not None and envelope_key_spec(data_id) is not None:
+                    data_key = await self.client._snapshot_keys.read(key)
+                if key in self._states:  # another add won the race
+                    continue
                 state = KeyState(data_id, group, key, content_md5(snapshot), snapshot, data_key)
                 self._states[key] = state
                 self._poller_with_room().add(state)
-        state.watchers.append(watcher)
-        if state.known:
-            watcher.offer(await self._change(state))
+            elif state.known:
+                change = await self._change(state)
+                if self._states.get(key) is not state:  # no longer watched meanwhile
+                    continue
+                state.watchers.append(watcher)
+                watcher.offer(change)
+                return
+            state.watchers.append(watcher)  # the first poll delivers the first value
+            return
 
     async def remove(
         self, data_id: str, group: str, match: Callable[[Watcher], bool], remove_all: bool

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import inspect
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,9 +16,16 @@ import pytest
 from aiohttp import ClientResponse
 from aioresponses import aioresponses as _aioresponses
 from helpers import aioacm_tasks
+from hypothesis import settings
 
 from aioacm import ACMClient
 from aioacm.server import LocalACMServer
+
+# Property tests stay quick by default; HYPOTHESIS_PROFILE=thorough runs many more examples.
+# No deadline: examples talk to a real server on a machine that may be busy.
+settings.register_profile("default", max_examples=40, deadline=None, database=None)
+settings.register_profile("thorough", max_examples=2000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 class _ResponseWithWriter(ClientResponse):

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import sys
 import textwrap
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from typing import Any
+
+from aioacm.server import LocalACMServer
 
 
 def aioacm_tasks() -> list[str]:
@@ -94,3 +102,62 @@ async def cli_process(
         raise
     assert proc.returncode is not None
     return CLIResult(proc.returncode, out.decode(), err.decode())
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait until ``predicate()`` holds (polling the loop), or fail."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.005)
+
+
+class Recorder:
+    """A sync watcher callback that records the contents it was called with."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        with self.lock:
+            self.calls.append(event)
+
+    @property
+    def contents(self) -> list[str | None]:
+        with self.lock:
+            return [c["content"] for c in self.calls]
+
+
+def assert_history(delivered: Sequence[str | None], published: Sequence[str | None]) -> None:
+    """What a watcher got is what was published, with nothing made up, reordered or repeated.
+
+    ``delivered`` must be a subsequence of ``published`` (changes made while the client could
+    not see them may be folded into the next one), never the same value twice in a row, and
+    end with the last value published: the watcher missed nothing that lasted.
+    """
+    assert delivered, "the watcher got nothing"
+    assert delivered[-1] == published[-1], (delivered, published)
+    assert all(a != b for a, b in itertools.pairwise(delivered)), f"duplicate in {delivered}"
+    position = 0
+    for value in delivered:
+        try:
+            position = list(published).index(value, position) + 1
+        except ValueError:
+            raise AssertionError(f"{value!r} delivered out of order: {delivered}") from None
+
+
+@contextlib.asynccontextmanager
+async def cluster(count: int, **kwargs: Any) -> AsyncIterator[list[LocalACMServer]]:
+    """``count`` servers sharing one store (a change on one is seen on all), each one's address
+    server listing all of them."""
+    servers = [LocalACMServer(**kwargs) for _ in range(count)]
+    for srv in servers[1:]:
+        srv.store = servers[0].store
+    async with contextlib.AsyncExitStack() as stack:
+        for srv in servers:
+            await stack.enter_async_context(srv)
+        for srv in servers:
+            srv.address_list = [s.endpoint for s in servers]
+        yield servers

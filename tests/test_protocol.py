@@ -204,6 +204,14 @@ def test_poll_response_round_trip() -> None:
         ("[::1]:8081\n[::2]", 8080, [("::1", 8081), ("::2", 8080)]),
         ("h:0\nh:70000\n", 8080, []),
         ("", 8080, []),
+        # an error page or a hostile answer never becomes a server (issue 7 fault matrix)
+        ("<html>\n<h1>Service Unavailable</h1>\n</html>", 8080, []),
+        (
+            "evil.example/steal?x=1\nhost name:80\nh:+80\nh:\u0668\u0660\nh:\n:::\n[::1]x\n"
+            "user@h\nok.example:81\nfe80::1%eth0",
+            8080,
+            [("ok.example", 81)],
+        ),
     ],
 )
 def test_parse_server_list(text: str, default_port: int, servers: list[tuple[str, int]]) -> None:

@@ -9,7 +9,7 @@ import re
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 
 import aiohttp
@@ -581,23 +581,28 @@ async def test_revoking_every_key_does_not_turn_checking_off(
 
 
 @pytest.mark.parametrize(
-    "headers",
+    "make_headers",
+    # built when the test runs, not at collection: a suite running for over a minute would
+    # otherwise bring "too far ahead" back into the 60 s window
     [
-        {},
-        {"Spas-AccessKey": "ak1", "timeStamp": str(now_ms())},  # no signature
-        signed(None, "G", Credentials("nobody", "sk1")),
-        signed(None, "G", Credentials("ak1", "wrong")),
-        signed(None, "OTHER"),  # signs another group
-        signed("ns1", "G"),  # signs a tenant the request does not carry
-        signed(None, "G", timestamp_ms=now_ms() - 120_000),  # too old
-        signed(None, "G", timestamp_ms=now_ms() + 120_000),  # too far ahead
-        {**signed(None, "G"), "timeStamp": "yesterday"},
+        lambda: {},
+        lambda: {"Spas-AccessKey": "ak1", "timeStamp": str(now_ms())},  # no signature
+        lambda: signed(None, "G", Credentials("nobody", "sk1")),
+        lambda: signed(None, "G", Credentials("ak1", "wrong")),
+        lambda: signed(None, "OTHER"),  # signs another group
+        lambda: signed("ns1", "G"),  # signs a tenant the request does not carry
+        lambda: signed(None, "G", timestamp_ms=now_ms() - 120_000),  # too old
+        lambda: signed(None, "G", timestamp_ms=now_ms() + 120_000),  # too far ahead
+        lambda: {**signed(None, "G"), "timeStamp": "yesterday"},
     ],
 )
 async def test_unsigned_or_badly_signed_requests_are_403(
-    secure_server: LocalACMServer, http: aiohttp.ClientSession, headers: dict[str, str]
+    secure_server: LocalACMServer,
+    http: aiohttp.ClientSession,
+    make_headers: Callable[[], dict[str, str]],
 ) -> None:
     server = secure_server
+    headers = make_headers()
     assert (await get(http, server, "d", "G", headers=headers))[0] == 403
     assert (await publish(http, server, "d", "G", "hacked", headers=headers))[0] == 403
     assert (await remove(http, server, "d", "G", headers=headers))[0] == 403
@@ -718,6 +723,26 @@ async def test_drop_fault_closes_the_connection_without_answer(
         await get(http, server, "d", "G")
 
 
+async def test_truncate_fault_cuts_the_body_and_hangs_up(
+    server: LocalACMServer, http: aiohttp.ClientSession
+) -> None:
+    server.set_config("d", "G", "0123456789")
+    fault = server.add_fault(op="get", truncate=4, times=1)
+    async with http.get(f"{server.url}{PREFIX}/config.co?dataId=d&group=G") as resp:
+        assert resp.status == 200
+        assert resp.content_length == 10
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await resp.read()
+    assert (fault.hits, server.requests[-1].status) == (1, 200)
+    assert (await get(http, server, "d", "G"))[:2] == (200, b"0123456789")
+
+    server.add_fault(op="get", status=503, body="x" * 100, truncate=0, times=1)
+    async with http.get(f"{server.url}{PREFIX}/config.co?dataId=d&group=G") as resp:
+        assert resp.status == 503
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await resp.read()
+
+
 async def test_removing_a_fault(server: LocalACMServer, http: aiohttp.ClientSession) -> None:
     fault = server.add_fault(op="get", status=503)
     assert (await get(http, server, "d", "G"))[0] == 503
@@ -735,6 +760,8 @@ async def test_removing_a_fault(server: LocalACMServer, http: aiohttp.ClientSess
         {"status": 42},
         {"status": 500, "times": 0},
         {"delay": -1.0},
+        {"truncate": -1},
+        {"truncate": 3, "drop": True},
     ],
 )
 def test_impossible_faults_are_refused(kwargs: dict[str, object]) -> None:

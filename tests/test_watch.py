@@ -334,8 +334,9 @@ async def test_failover_file_does_not_make_the_poller_spin(
         await eventually(lambda: rec.contents == ["pinned"])  # failover wins, as for get()
         server.clear_requests()
         await asyncio.sleep(1.5)
-        # a held poll per second at most, and no re-fetch of the key
-        assert server.request_count("poll") <= 3
+        # held polls of 0.5 s (one may start right after the clear and one right at the
+        # end of a busy machine's 1.5 s: 4), not a spin, and no re-fetch of the key
+        assert server.request_count("poll") <= 4
         assert server.request_count("get") == 0
     assert rec.contents == ["pinned"]
 

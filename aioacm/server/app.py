@@ -186,7 +186,10 @@ class ACMApplication:
                 return web.Response(status=500)
             if fault.status is not None:
                 record.status = fault.status
-                return _text(fault.body, fault.status)
+                response = _text(fault.body, fault.status)
+                if fault.truncate is None:
+                    return response
+                return await self._truncated(request, response, fault.truncate)
         try:
             response = await self._handle(request, record)
         except _Reject as exc:
@@ -195,7 +198,23 @@ class ACMApplication:
             logger.info("refused %s %s: %s", record.op, request.path, exc)
             response = _text(f"no right: {exc}", 403)
         record.status = response.status
+        if fault is not None and fault.truncate is not None:
+            return await self._truncated(request, response, fault.truncate)
         return response
+
+    @staticmethod
+    async def _truncated(
+        request: web.Request, response: web.Response, keep: int
+    ) -> web.StreamResponse:
+        """Send ``response``'s headers and the first ``keep`` bytes of its body, then hang up."""
+        body = response.body if isinstance(response.body, bytes) else b""
+        stream = web.StreamResponse(status=response.status, headers=response.headers)
+        stream.content_length = len(body)
+        await stream.prepare(request)
+        await stream.write(body[:keep])
+        if request.transport is not None:
+            request.transport.close()  # what was written goes out first, then the FIN
+        return stream
 
     async def _sleep(self, delay: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):

@@ -1,9 +1,9 @@
 """Fault injection: make the server fail on purpose so tests can exercise failover.
 
 A :class:`Fault` matches requests by operation name and acts on at most ``times`` of them:
-it can delay the answer, replace it with an error status, or drop the connection without
-answering. Faults are tried in the order they were added; the first active fault that
-matches a request is the only one applied to it.
+it can delay the answer, replace it with an error status, drop the connection without
+answering, or cut the answer off part way through its body. Faults are tried in the order
+they were added; the first active fault that matches a request is the only one applied to it.
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ class Fault:
         delay: sleep this many seconds before answering (the real answer, ``status``, or the
             drop). ``stop()`` cuts the sleep short.
         drop: close the connection without any answer.
+        truncate: send the status line, the headers (announcing the whole body) and only this
+            many bytes of the body (the real answer's, or ``status``'s), then close the
+            connection: a connection reset mid-body.
         times: how many requests it applies to; ``None`` for every request until removed.
         body: the response body sent with ``status``.
         hits: how many requests it has been applied to so far.
@@ -37,6 +40,7 @@ class Fault:
     drop: bool = False
     times: int | None = None
     body: str = ""
+    truncate: int | None = None
     hits: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
@@ -52,8 +56,10 @@ class Fault:
             raise ValueError("times must be at least 1, or None for every request")
         if self.drop and self.status is not None:
             raise ValueError("a fault either answers a status or drops the connection, not both")
-        if not self.drop and self.status is None and not self.delay:
-            raise ValueError("a fault needs a status, a delay or drop=True")
+        if self.truncate is not None and (self.truncate < 0 or self.drop):
+            raise ValueError("truncate must be >= 0, and cannot be combined with drop")
+        if not self.drop and self.status is None and not self.delay and self.truncate is None:
+            raise ValueError("a fault needs a status, a delay, truncate or drop=True")
 
     @property
     def remaining(self) -> int | None:
@@ -85,12 +91,21 @@ class FaultInjector:
         drop: bool = False,
         times: int | None = None,
         body: str | None = None,
+        truncate: int | None = None,
     ) -> Fault:
         """Create a fault, add it after the existing ones and return it (see ``Fault``)."""
         ops = None if op is None else frozenset([op] if isinstance(op, str) else op)
         if body is None:
             body = f"fault injected by the test server: {status}" if status is not None else ""
-        fault = Fault(ops=ops, status=status, delay=delay, drop=drop, times=times, body=body)
+        fault = Fault(
+            ops=ops,
+            status=status,
+            delay=delay,
+            drop=drop,
+            times=times,
+            body=body,
+            truncate=truncate,
+        )
         self._faults.append(fault)
         return fault
 

@@ -326,12 +326,14 @@ class LocalACMServer:
         drop: bool = False,
         times: int | None = None,
         body: str | None = None,
+        truncate: int | None = None,
     ) -> Fault:
         """Make the server fail on purpose; faults are tried in the order added.
 
         The first active fault matching a request applies: it sleeps ``delay`` seconds, then
         drops the connection (``drop``), answers ``status`` with ``body``, or (delay only)
-        answers normally. Faulted requests are still logged in :attr:`requests`.
+        answers normally; with ``truncate`` that answer is cut off after so many body bytes
+        and the connection closed. Faulted requests are still logged in :attr:`requests`.
 
         Args:
             op: the operation(s) to fail: ``"address"``, ``"get"``, ``"publish"``,
@@ -341,6 +343,8 @@ class LocalACMServer:
             drop: close the connection without answering.
             times: how many requests to fail; ``None`` until removed.
             body: the body sent with ``status`` (a short default message).
+            truncate: send the headers (announcing the whole body) and only this many bytes
+                of the body, then close the connection (a reset mid-body).
 
         Returns:
             The :class:`Fault` (see ``hits`` and ``remaining``; pass it to
@@ -349,7 +353,9 @@ class LocalACMServer:
         Raises:
             ValueError: an unknown op, or an impossible combination.
         """
-        return self._faults.add(op, status=status, delay=delay, drop=drop, times=times, body=body)
+        return self._faults.add(
+            op, status=status, delay=delay, drop=drop, times=times, body=body, truncate=truncate
+        )
 
     def remove_fault(self, fault: Fault) -> None:
         """Remove one fault."""
