@@ -74,7 +74,8 @@ class Seen:
 
 @pytest.fixture
 async def server() -> AsyncIterator[LocalACMServer]:
-    async with LocalACMServer(credentials={AK: SK}) as srv:
+    async with LocalACMServer() as srv:
+        srv.add_credentials(AK, SK, TOKEN)  # a temporary key: its requests must carry TOKEN
         yield srv
 
 
