@@ -30,7 +30,7 @@ from .protocol import (
     validate_data_id,
     validate_namespace,
 )
-from .stores import FileStore
+from .stores import FAILOVER_RECHECK, FileStore
 from .transport import Transport
 from .watch import WatchManager
 
@@ -129,7 +129,9 @@ class ACMClient:
         self._closed = False
         self._options = Options()
         self._snapshots = FileStore(self._options.snapshot_base, name="snapshot")
-        self._failover = FileStore(self._options.failover_base, name="failover")
+        self._failover = FileStore(
+            self._options.failover_base, name="failover", recheck=FAILOVER_RECHECK
+        )
         if ram_role_name is not None:
             options = {**options, "ram_role_name": ram_role_name}
         self.set_options(**options)
@@ -180,7 +182,9 @@ class ACMClient:
         if "snapshot_base" in changed:
             self._snapshots = FileStore(self._options.snapshot_base, name="snapshot")
         if "failover_base" in changed:
-            self._failover = FileStore(self._options.failover_base, name="failover")
+            self._failover = FileStore(
+                self._options.failover_base, name="failover", recheck=FAILOVER_RECHECK
+            )
         if self._transport is not None and {"tls_enabled", "cai_enabled"} & changed.keys():
             self._transport.servers.invalidate()
         for name in changed:

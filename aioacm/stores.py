@@ -5,29 +5,93 @@ are read here and the other way round. Writes go to a temporary file in the same
 flushed, fsynced and renamed over the target: a reader (or a crash) sees the old file or the new
 one, never a torn one. A store that cannot write warns once and goes on: a snapshot is a
 fallback, and failing to keep one must never fail a ``get``.
+
+Every file operation is one blocking function run in the loop's default executor (through
+``aiofiles.os.wrap``): one thread hop per read or write, never a blocking call on the loop.
+
+A store made with ``recheck`` (the failover store: read before every ``get`` and every
+delivery to a watcher, and nearly always empty) first looks a key up in a listing of its folder
+taken at most ``recheck`` seconds ago, and touches the file only when it is listed. A file put
+there by hand is therefore used from at most ``recheck`` seconds later on; a listed file is
+read afresh every time, so edits and removals count at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import hashlib
+import functools
 import logging
+import math
 import os
 import secrets
 
-import aiofiles
 import aiofiles.os
 
-__all__ = ["FileStore"]
+__all__ = ["FAILOVER_RECHECK", "FileStore"]
 
 logger = logging.getLogger(__name__)
 
+#: Seconds a listing of the failover folder is trusted (see the module docstring).
+FAILOVER_RECHECK = 1.0
+
 # "~" never appears in a valid key, so a temporary file can never be mistaken for one.
 _TMP_MARK = "~"
+_SEPARATORS = tuple(sep for sep in (os.sep, os.altsep) if sep)
 
 
-def _digest(content: str) -> bytes:
-    return hashlib.md5(content.encode("utf-8"), usedforsecurity=False).digest()
+def _digest(content: str) -> tuple[int, int]:
+    # The memo only saves a rewrite of what this process wrote itself: Python's own string
+    # hash (keyed per process, 64 bits) is plenty, and costs a fraction of an md5 per get.
+    return len(content), hash(content)
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return None
+    # newline="" semantics: the content exactly as stored, \r\n included
+    return data.decode("utf-8")
+
+
+def _replace_file(base: str, path: str, tmp: str, data: bytes) -> None:
+    """Make ``path`` hold ``data`` durably: unchanged if it already does (made durable), else
+    a fsynced temporary file renamed over it."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(len(data) + 1) == data:
+                os.fsync(f.fileno())  # what another writer left may not be on disk yet
+                return
+    except OSError:
+        pass
+    os.makedirs(base, exist_ok=True)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def _list_names(base: str) -> frozenset[str] | None:
+    """The names in ``base`` (none if it does not exist); None if it cannot be listed."""
+    try:
+        with os.scandir(base) as entries:
+            return frozenset(entry.name for entry in entries)
+    except (FileNotFoundError, NotADirectoryError):
+        return frozenset()
+    except OSError:
+        return None
+
+
+_read_text_async = aiofiles.os.wrap(_read_text)
+_replace_file_async = aiofiles.os.wrap(_replace_file)
 
 
 class FileStore:
@@ -36,57 +100,88 @@ class FileStore:
     Args:
         base: the folder (created on first write).
         name: what the store is for, in log lines ("snapshot", "failover").
+        recheck: if given, look keys up in a listing of the folder at most this many seconds
+            old before reading a file (see the module docstring).
     """
 
-    def __init__(self, base: str, *, name: str) -> None:
+    def __init__(self, base: str, *, name: str, recheck: float | None = None) -> None:
         self.base = base
         self.name = name
+        self._prefix = os.path.join(base, "")
         self._warned = False
         # What this process last wrote per key: a server read that brings the same content
         # again costs no file I/O.
-        self._written: dict[str, bytes] = {}
+        self._written: dict[str, tuple[int, int]] = {}
+        self._recheck = recheck
+        self._listing: frozenset[str] | None = None
+        self._listed_at = -math.inf
+        self._listing_future: asyncio.Future[frozenset[str] | None] | None = None
 
     def path(self, key: str) -> str:
         """The file of ``key``. Keys are validated upstream; this refuses anything path-like."""
-        if not key or key != os.path.basename(key) or key in (".", "..") or _TMP_MARK in key:
+        if (
+            not key
+            or key in (".", "..")
+            or _TMP_MARK in key
+            or any(sep in key for sep in _SEPARATORS)
+        ):
             raise ValueError(f"not a store key: {key!r}")
-        return os.path.join(self.base, key)
+        return self._prefix + key
 
     async def read(self, key: str) -> str | None:
         """Return the stored content, or None when there is none or it cannot be read."""
+        if self._recheck is not None:
+            if asyncio.get_running_loop().time() - self._listed_at < self._recheck:
+                listing = self._listing
+            else:
+                listing = await self._names()
+            if listing is not None and key not in listing:
+                return None  # (a name that is not listed is never touched, so not checked)
         path = self.path(key)
         try:
-            async with aiofiles.open(path, encoding="utf-8", newline="") as f:
-                return await f.read()
-        except FileNotFoundError:
-            return None
+            return await _read_text_async(path)
         except (OSError, UnicodeDecodeError) as exc:
             logger.warning("%s file %s cannot be read: %s", self.name, path, exc)
             return None
 
+    async def _names(self) -> frozenset[str] | None:
+        """List the folder again (concurrent readers share one listing): its file names, or
+        None if it cannot be listed (then every read goes to the file)."""
+        assert self._recheck is not None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        future = self._listing_future
+        if future is None:
+            # Concurrent readers share one listing. It is stamped with the time it started:
+            # it shows at least every file that existed by then.
+            future = self._listing_future = loop.run_in_executor(None, _list_names, self.base)
+            future.add_done_callback(functools.partial(self._listed, now))
+        # shield: a reader cancelled while waiting must not cancel the others' listing
+        return await asyncio.shield(future)
+
+    def _listed(self, started: float, future: asyncio.Future[frozenset[str] | None]) -> None:
+        self._listing_future = None
+        if not future.cancelled():
+            self._listing, self._listed_at = future.result(), started
+
     async def write(self, key: str, content: str) -> bool:
         """Atomically replace the file of ``key``; return False (and warn once) on failure."""
-        path = self.path(key)
         digest = _digest(content)
         if self._written.get(key) == digest:
-            return True
+            return True  # (only keys checked by path() below ever get here)
+        path = self.path(key)
         tmp = f"{path}{_TMP_MARK}{os.getpid()}.{secrets.token_hex(4)}.tmp"
         try:
-            await aiofiles.os.makedirs(self.base, exist_ok=True)
-            async with aiofiles.open(tmp, "w", encoding="utf-8", newline="") as f:
-                await f.write(content)
-                await f.flush()
-                await aiofiles.os.wrap(os.fsync)(f.fileno())
-            await aiofiles.os.replace(tmp, path)
+            # One thread hop for the whole write. If this task is cancelled meanwhile, the
+            # thread still finishes the write (or removes its temporary file): either way the
+            # target holds a whole file.
+            await _replace_file_async(self.base, path, tmp, content.encode("utf-8"))
         except OSError as exc:
             self._written.pop(key, None)
-            await self._discard(tmp)
             self._warn(f"cannot write {self.name} file {path}: {exc}")
             return False
         except BaseException:
-            # Cancelled mid-write: the target is untouched; do not leave the temporary behind.
             self._written.pop(key, None)
-            await self._discard(tmp)
             raise
         self._written[key] = digest
         return True
@@ -101,11 +196,6 @@ class FileStore:
             pass
         except OSError as exc:
             self._warn(f"cannot delete {self.name} file {path}: {exc}")
-
-    @staticmethod
-    async def _discard(tmp: str) -> None:
-        with contextlib.suppress(OSError):
-            await aiofiles.os.remove(tmp)
 
     def _warn(self, message: str) -> None:
         if self._warned:
