@@ -221,7 +221,11 @@ class ACMClient:
                     raise ClientClosedError("the session given to the client is closed")
                 session = self._given_session
             else:
-                session = self._session = aiohttp.ClientSession()
+                # No connector limit: the transport bounds requests itself, fairly (an
+                # aiohttp limit lets late requests overtake waiting ones).
+                session = self._session = aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(limit=0)
+                )
             self._transport = Transport(
                 session, self._endpoint, self._unit_name, self._options, self._credentials
             )
