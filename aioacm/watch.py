@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING
 from ._tasks import cancel_and_wait
 from .dispatch import ConfigChange, Dispatcher, Watcher
 from .errors import ACMException
-from .protocol import build_probe, cache_key, content_md5, parse_poll_response
+from .protocol import (
+    cache_key,
+    content_md5,
+    encode_probe_record,
+    parse_poll_response,
+    probe_form_body,
+)
 
 if TYPE_CHECKING:
     from .client import ACMClient
@@ -39,7 +45,7 @@ def backoff_delay(failures: int) -> float:
     return random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(failures, 16)))
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class KeyState:
     """What the client knows of one watched key."""
 
@@ -51,6 +57,16 @@ class KeyState:
     known: bool = False  # the server confirmed md5 at least once
     watchers: list[Watcher] = field(default_factory=list)
     poller: Poller | None = None
+    # this key's form-encoded probe record, and the md5 it was built with
+    record: str = ""
+    record_md5: str | None = None
+
+    def probe_record(self, tenant: str) -> str:
+        """The key's probe record for the current md5 (encoded once per md5, not per poll)."""
+        if self.record_md5 != self.md5:
+            self.record = encode_probe_record(self.data_id, self.group, self.md5, tenant)
+            self.record_md5 = self.md5
+        return self.record
 
 
 class Poller:
@@ -116,9 +132,11 @@ class Poller:
         options = client.options
         self._wake.clear()
         states = list(self.keys.values())
-        probe = build_probe((s.data_id, s.group, s.md5, client.namespace) for s in states)
+        tenant = client.namespace
+        body = probe_form_body([s.probe_record(tenant) for s in states])
         headers = {"longPullingTimeout": str(int(options.pulling_timeout * 1000))}
-        if any(not s.known for s in states):
+        first_poll = any(not s.known for s in states)
+        if first_poll:
             headers["longPullingNoHangUp"] = "true"
         transport = client._transport
         if transport is None:  # the client is closing: aclose() is cancelling this task
@@ -128,9 +146,10 @@ class Poller:
             transport.request(
                 "POST",
                 "/diamond-server/config.co",
-                form=[("Probe-Modify-Request", probe)],
+                body=body,
                 headers=headers,
                 timeout=options.pulling_timeout + 10,
+                limited=False,
             ),
             name=f"aioacm.poll[{self.index}].request",
         )
@@ -152,18 +171,22 @@ class Poller:
         except ACMException as exc:
             logger.warning("poller %d: %s", self.index, exc)
             return False
-        by_name = {(s.data_id, s.group): s for s in states}
-        changed = [
-            by_name[(data_id, group)]
-            for data_id, group, _tenant in parse_poll_response(resp.body)
-            if (data_id, group) in by_name
-        ]
-        changed_set = set(map(id, changed))
-        confirmed = [s for s in states if not s.known and id(s) not in changed_set]
-        for state in confirmed:
-            # the server agrees with the local snapshot: that is the current value
-            state.known = True
-            await self.manager.deliver(state)
+        reported = parse_poll_response(resp.body)
+        changed = []
+        if reported:
+            by_name = {(s.data_id, s.group): s for s in states}
+            changed = [
+                by_name[(data_id, group)]
+                for data_id, group, _tenant in reported
+                if (data_id, group) in by_name
+            ]
+        if first_poll:
+            changed_set = set(map(id, changed))
+            confirmed = [s for s in states if not s.known and id(s) not in changed_set]
+            for state in confirmed:
+                # the server agrees with the local snapshot: that is the current value
+                state.known = True
+                await self.manager.deliver(state)
         return await self.manager.refresh(changed)
 
 
@@ -242,8 +265,22 @@ class WatchManager:
 
     async def refresh(self, states: list[KeyState]) -> bool:
         """Fetch the keys the server reported changed and deliver them; False if any failed."""
-        results = await asyncio.gather(*(self._refresh_one(s) for s in states))
-        return all(results)
+        if len(states) <= 1:
+            return all([await self._refresh_one(s) for s in states])
+        # A few workers over the list, not a task per key: the first poll of thousands of
+        # keys reports them all, and thousands of tasks waiting on the semaphore cost
+        # megabytes that the process keeps.
+        pending = iter(states)
+        failed = False
+
+        async def work() -> None:
+            nonlocal failed
+            for state in pending:
+                if not await self._refresh_one(state):
+                    failed = True
+
+        await asyncio.gather(*(work() for _ in range(min(FETCH_CONCURRENCY, len(states)))))
+        return not failed
 
     async def _refresh_one(self, state: KeyState) -> bool:
         async with self._fetch_limit:

@@ -457,3 +457,22 @@ async def test_aclose_ends_watch_loops_and_leaves_nothing(
         client.watch("d", "g")
     with pytest.raises(ClientClosedError):
         await client.add_watcher("d", "g", print)
+
+
+async def test_first_poll_of_many_keys_fetches_without_a_task_per_key(
+    server: LocalACMServer, fast: MakeClient
+) -> None:
+    # The first poll reports every key at once; a task per key (each waiting for a fetch
+    # slot) cost megabytes at 10,000 keys.
+    for i in range(600):
+        server.set_config(f"key.{i}", "g", f"v{i}")
+    rec = Recorder()
+    peak = 0
+    async with fast() as client:
+        await asyncio.gather(*(client.add_watcher(f"key.{i}", "g", rec) for i in range(600)))
+        deadline = time.monotonic() + 15
+        while len(rec.calls) < 600 and time.monotonic() < deadline:
+            peak = max(peak, len(asyncio.all_tasks()))  # the server's tasks included
+            await asyncio.sleep(0.001)
+    assert len(rec.calls) == 600
+    assert peak < 200
