@@ -52,11 +52,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, help="runs of each get, CLI figure (default 5)")
     parser.add_argument("--watch-repeats", type=int, help="runs of each watch figure (default 3)")
     parser.add_argument("--gets", type=int, help="gets per level at concurrency 64/256 (8000)")
-    parser.add_argument("--get-keys", type=int, help="distinct keys read round-robin (1000)")
+    parser.add_argument("--get-keys", type=int, help="distinct keys read round-robin (100)")
     parser.add_argument(
         "--watch-sizes", type=int, nargs="+", help="watched keys per run (1000 10000)"
     )
     parser.add_argument("--changes", type=int, help="changes timed at the largest size (200)")
+    parser.add_argument(
+        "--change-gap", type=float, help="seconds between timed changes at rest (0.1)"
+    )
     parser.add_argument("--idle-seconds", type=float, help="idle period measured (60)")
     parser.add_argument("--sync-timeout", type=float, help="bound on one sync-SDK watch run (300)")
     parser.add_argument("--cli-items", type=int, help="items exported and imported (2000)")
@@ -80,9 +83,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "repeats": 5,
         "watch_repeats": 3,
         "gets": 8000,
-        "get_keys": 1000,
+        "get_keys": 100,
         "watch_sizes": [1000, 10000],
         "changes": 200,
+        "change_gap": 0.1,
         "idle_seconds": 60.0,
         "sync_timeout": 300.0,
         "cli_items": 2000,
@@ -95,6 +99,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "get_keys": 20,
         "watch_sizes": [20, 100],
         "changes": 5,
+        "change_gap": 0.01,
         "idle_seconds": 0.5,
         "sync_timeout": 30.0,
         "cli_items": 20,
@@ -241,6 +246,7 @@ def bench_watch(args: argparse.Namespace, server: Server, workdir: Path) -> dict
                     "keys": size,
                     "warm_key": "warm",
                     "changes": args.changes if size == largest else 0,
+                    "gap": args.change_gap,
                     "idle_seconds": args.idle_seconds if size == largest else 0,
                     "timeout": timeout,
                 }

@@ -2,14 +2,16 @@
 
 ``python watch_worker.py CONFIG_JSON``; CONFIG has ``client`` (``aioacm`` or ``sync``),
 ``endpoint``, ``server_port``, ``namespace``, ``keys`` (how many), ``prefix``, ``changes`` (0:
-skip), ``idle_seconds`` (0: skip), ``timeout`` and ``workdir``.
+skip), ``gap``, ``idle_seconds`` (0: skip), ``timeout`` and ``workdir``.
 
 1. Scale: add a plain-function watcher to each of ``keys`` existing items, one after the
    other, and wait until every initial callback arrived. Reported: seconds until then (and
    until the last ``add_watcher`` returned), resident memory added (RSS and PSS, summed over
    the process tree: the sync SDK forks), processes, threads and TCP connections to the server.
 2. Change latency: publish a new value of one watched key at a time (through the same client)
-   and time publish -> callback, ``changes`` times, keys spread over every poller.
+   and time publish -> callback, ``changes`` times, keys spread over every poller. Twice:
+   ``gap`` seconds apart (each change finds the client at rest, its polls held: the usual
+   case), and back to back (the next publish as soon as the callback ran: a burst).
 3. Idle: CPU seconds (process tree) used in ``idle_seconds`` of watching with nothing changing.
 
 Both clients run with default options (pulling_timeout 30 s, pulling_config_size 3000, 10
@@ -48,8 +50,9 @@ def delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]
     }
 
 
-def latency_summary(latencies: list[float], lost: int) -> dict[str, Any]:
+def latency_summary(latencies: list[float], lost: int, gap: float) -> dict[str, Any]:
     return {
+        "gap_s": gap,
         "changes": len(latencies),
         "lost": lost,
         "p50_ms": percentile(latencies, 0.5) * 1000 if latencies else None,
@@ -70,6 +73,14 @@ class Arrivals:
         # data_id -> (content we wait for, time it arrived or None)
         self.waiting: dict[str, tuple[str, list[float]]] = {}
         self.changed = threading.Event()
+
+    def expect(self, data_id: str, content: str) -> list[float]:
+        """Wait for ``content`` on ``data_id`` (only): the list gets its arrival time."""
+        arrived: list[float] = []
+        with self.lock:
+            self.waiting = {data_id: (content, arrived)}
+            self.changed.clear()
+        return arrived
 
     def callback(self, event: dict[str, Any]) -> None:
         now = time.perf_counter()
@@ -125,20 +136,20 @@ async def run_aioacm(cfg: dict[str, Any]) -> dict[str, Any]:
         result["scale"].update(delta(before, tree_metrics(port)))
 
         if cfg["changes"]:
-            nonce, latencies, lost = uuid.uuid4().hex[:8], [], 0
-            for i, key in enumerate(spread_keys(keys, cfg["changes"])):
-                content = new_content(nonce, i)
-                arrived: list[float] = []
-                with arrivals.lock:
-                    arrivals.waiting = {key: (content, arrived)}
-                    arrivals.changed.clear()
-                started = time.perf_counter()
-                await client.publish(key, GROUP, content)
-                if await asyncio.to_thread(arrivals.changed.wait, 10):
-                    latencies.append(arrived[0] - started)
-                else:
-                    lost += 1
-            result["change"] = latency_summary(latencies, lost)
+            targets = spread_keys(keys, cfg["changes"])
+            for name, gap in (("change", cfg["gap"]), ("change_burst", 0.0)):
+                nonce, latencies, lost = uuid.uuid4().hex[:8], [], 0
+                for i, key in enumerate(targets):
+                    await asyncio.sleep(gap)
+                    content = new_content(nonce, i)
+                    arrived = arrivals.expect(key, content)
+                    started = time.perf_counter()
+                    await client.publish(key, GROUP, content)
+                    if await asyncio.to_thread(arrivals.changed.wait, 10):
+                        latencies.append(arrived[0] - started)
+                    else:
+                        lost += 1
+                result[name] = latency_summary(latencies, lost, gap)
 
         if cfg["idle_seconds"]:
             gc.collect()
@@ -195,24 +206,24 @@ def run_sync(cfg: dict[str, Any]) -> dict[str, Any]:
     result["scale"].update(delta(before, tree_metrics(port)))
 
     if cfg["changes"]:
-        nonce, latencies, lost = uuid.uuid4().hex[:8], [], 0
-        change_deadline = time.perf_counter() + cfg["timeout"]
-        for i, key in enumerate(spread_keys(keys, cfg["changes"])):
-            if time.perf_counter() > change_deadline:
-                break
-            content = new_content(nonce, i)
-            arrived: list[float] = []
-            with arrivals.lock:
-                arrivals.waiting = {key: (content, arrived)}
-                arrivals.changed.clear()
-            started = time.perf_counter()
-            client.publish(key, GROUP, content)
-            if arrivals.changed.wait(10):
-                latencies.append(arrived[0] - started)
-            else:
-                lost += 1
-        result["change"] = latency_summary(latencies, lost)
-        result["change"]["requested"] = cfg["changes"]
+        targets = spread_keys(keys, cfg["changes"])
+        for name, gap in (("change", cfg["gap"]), ("change_burst", 0.0)):
+            nonce, latencies, lost = uuid.uuid4().hex[:8], [], 0
+            change_deadline = time.perf_counter() + cfg["timeout"]
+            for i, key in enumerate(targets):
+                if time.perf_counter() > change_deadline:
+                    break
+                time.sleep(gap)
+                content = new_content(nonce, i)
+                arrived = arrivals.expect(key, content)
+                started = time.perf_counter()
+                client.publish(key, GROUP, content)
+                if arrivals.changed.wait(10):
+                    latencies.append(arrived[0] - started)
+                else:
+                    lost += 1
+            result[name] = latency_summary(latencies, lost, gap)
+            result[name]["requested"] = cfg["changes"]
 
     if cfg["idle_seconds"]:
         gc.collect()
