@@ -40,10 +40,10 @@ _TMP_MARK = "~"
 _SEPARATORS = tuple(sep for sep in (os.sep, os.altsep) if sep)
 
 
-def _digest(content: str) -> tuple[int, int]:
+def _digest(content: str) -> int:
     # The memo only saves a rewrite of what this process wrote itself: Python's own string
     # hash (keyed per process, 64 bits) is plenty, and costs a fraction of an md5 per get.
-    return len(content), hash(content)
+    return hash(content)
 
 
 def _read_text(path: str) -> str | None:
@@ -111,7 +111,7 @@ class FileStore:
         self._warned = False
         # What this process last wrote per key: a server read that brings the same content
         # again costs no file I/O.
-        self._written: dict[str, tuple[int, int]] = {}
+        self._written: dict[str, int] = {}
         self._recheck = recheck
         self._listing: frozenset[str] | None = None
         self._listed_at = -math.inf

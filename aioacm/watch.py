@@ -299,14 +299,16 @@ class WatchManager:
         # A failover file overrides the server for watchers too, as it does for get().
         raw = await self.client._failover.read(state.key)
         if raw is None:
-            raw = state.raw
+            raw, md5 = state.raw, state.md5  # state.md5 is always content_md5(state.raw)
+        else:
+            md5 = content_md5(raw)
         return ConfigChange(
             data_id=state.data_id,
             group=state.group,
             namespace=self.client.namespace,
             content=raw,
             raw_content=raw,
-            md5=content_md5(raw),
+            md5=md5,
         )
 
     async def deliver(self, state: KeyState) -> None:
