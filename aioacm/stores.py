@@ -131,12 +131,22 @@ class FileStore:
     async def read(self, key: str) -> str | None:
         """Return the stored content, or None when there is none or it cannot be read."""
         if self._recheck is not None:
-            if asyncio.get_running_loop().time() - self._listed_at < self._recheck:
-                listing = self._listing
-            else:
-                listing = await self._names()
-            if listing is not None and key not in listing:
-                return None  # (a name that is not listed is never touched, so not checked)
+            return await self.read_if_listed(key, self._recheck)
+        return await self._read(key)
+
+    async def read_if_listed(self, key: str, max_age: float) -> str | None:
+        """Like ``read``, but look the key up in a listing of the folder at most ``max_age``
+        seconds old first: a file created since may be missed. For callers to whom the file
+        is a hint (and for the failover store, whose ``read`` is this)."""
+        if asyncio.get_running_loop().time() - self._listed_at < max_age:
+            listing = self._listing
+        else:
+            listing = await self._names()
+        if listing is not None and key not in listing:
+            return None  # (a name that is not listed is never touched, so not checked)
+        return await self._read(key)
+
+    async def _read(self, key: str) -> str | None:
         path = self.path(key)
         try:
             return await _read_text_async(path)
@@ -147,7 +157,6 @@ class FileStore:
     async def _names(self) -> frozenset[str] | None:
         """List the folder again (concurrent readers share one listing): its file names, or
         None if it cannot be listed (then every read goes to the file)."""
-        assert self._recheck is not None
         loop = asyncio.get_running_loop()
         now = loop.time()
         future = self._listing_future

@@ -38,6 +38,7 @@ BACKOFF_BASE = 0.5
 BACKOFF_CAP = 10.0
 FETCH_CONCURRENCY = 32
 ADD_COALESCE_SECONDS = 0.005
+SNAPSHOT_HINT_AGE = 1.0
 
 
 def backoff_delay(failures: int) -> float:
@@ -153,15 +154,21 @@ class Poller:
             ),
             name=f"aioacm.poll[{self.index}].request",
         )
-        woken = loop.create_task(self._wake.wait(), name=f"aioacm.poll[{self.index}].wake")
+        helpers: set[asyncio.Task[object]] = {request}
+        if not first_poll:
+            # Only a held poll is cut short for a new key. A no-hang-up poll answers at once,
+            # and cancelling it would only close its connection (it cannot be reused half
+            # read): adding thousands of keys then cost a new connection every few ms.
+            woken = loop.create_task(self._wake.wait(), name=f"aioacm.poll[{self.index}].wake")
+            helpers.add(woken)
         try:
-            await asyncio.wait({request, woken}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(helpers, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            # Also when this poller is being cancelled: both helpers end here, and a request
+            # Also when this poller is being cancelled: the helpers end here, and a request
             # that failed meanwhile has its exception retrieved (never "never retrieved").
-            woken.cancel()
-            request.cancel()
-            await asyncio.wait({request, woken})
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.wait(helpers)
             if not request.cancelled():
                 request.exception()
         if request.cancelled():
@@ -216,7 +223,10 @@ class WatchManager:
         key = cache_key(data_id, group, self.client.namespace)
         state = self._states.get(key)
         if state is None:
-            snapshot = await self.client._snapshots.read(key)
+            # The snapshot only primes the probe's md5 (a key whose snapshot is current is
+            # not fetched again), so a listing a second old is good enough: adding thousands
+            # of keys to an empty folder then costs no file access per key.
+            snapshot = await self.client._snapshots.read_if_listed(key, SNAPSHOT_HINT_AGE)
             state = self._states.get(key)  # another add may have won the race
             if state is None:
                 state = KeyState(data_id, group, key, content_md5(snapshot), snapshot)

@@ -175,3 +175,12 @@ async def test_same_content_already_on_disk_is_not_rewritten(tmp_path: Path) -> 
     assert (tmp_path / "k+g+").read_text() == "same, longer"
     assert await FileStore(str(tmp_path), name="snapshot").write("k+g+", "same")
     assert (tmp_path / "k+g+").read_text() == "same"
+
+
+async def test_read_if_listed_is_a_hint_and_read_stays_exact(tmp_path: Path) -> None:
+    store = FileStore(str(tmp_path), name="snapshot")
+    assert await store.read_if_listed("k+g+", 60) is None  # lists the (empty) folder
+    (tmp_path / "k+g+").write_text("v", encoding="utf-8")
+    assert await store.read_if_listed("k+g+", 60) is None  # the listing is younger than 60 s
+    assert await store.read_if_listed("k+g+", 0) == "v"
+    assert await store.read("k+g+") == "v"  # a store made without recheck reads the file

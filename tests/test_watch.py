@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from helpers import aioacm_tasks
 
@@ -476,3 +477,37 @@ async def test_first_poll_of_many_keys_fetches_without_a_task_per_key(
             await asyncio.sleep(0.001)
     assert len(rec.calls) == 600
     assert peak < 200
+
+
+async def test_adding_keys_during_a_first_poll_keeps_its_connection(
+    server: LocalACMServer, tmp_path: Path
+) -> None:
+    # Cutting a no-hang-up poll short closed its connection for nothing (it answers at once):
+    # adding keys one by one opened a connection every few milliseconds.
+    for i in range(2000):
+        server.set_config(f"key.{i}", "g", f"v{i}")
+    connections = 0
+
+    async def opened(*_: object) -> None:
+        nonlocal connections
+        connections += 1
+
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_create_end.append(opened)
+    rec = Recorder()
+    async with aiohttp.ClientSession(trace_configs=[trace]) as session:
+        client = ACMClient(
+            server.endpoint,
+            session=session,
+            pulling_timeout=2,
+            snapshot_base=str(tmp_path / "snapshot"),
+            failover_base=str(tmp_path / "data"),
+        )
+        async with client:
+            for i in range(2000):
+                await client.add_watcher(f"key.{i}", "g", rec)
+                if i % 50 == 0:
+                    await asyncio.sleep(0.01)  # past the re-probe coalescing window
+            await eventually(lambda: len(rec.calls) == 2000, timeout=15)
+    # the address server, the fetches (at most FETCH_CONCURRENCY at once), one poll
+    assert connections <= 40
