@@ -34,7 +34,7 @@ from .protocol import (
     validate_data_id,
     validate_namespace,
 )
-from .stores import FileStore
+from .stores import FAILOVER_RECHECK, FileStore
 from .transport import Transport
 from .watch import WatchManager
 
@@ -177,9 +177,11 @@ class ACMClient:
             )
         base = self._options.failover_base
         if failover:
-            self._failover = FileStore(base, name="failover")
+            self._failover = FileStore(base, name="failover", recheck=FAILOVER_RECHECK)
             self._failover_keys = FileStore(
-                os.path.join(base, DATA_KEY_FOLDER), name="failover data key"
+                os.path.join(base, DATA_KEY_FOLDER),
+                name="failover data key",
+                recheck=FAILOVER_RECHECK,
             )
 
     def set_options(self, **options: Any) -> None:
@@ -262,7 +264,11 @@ class ACMClient:
                     raise ClientClosedError("the session given to the client is closed")
                 session = self._given_session
             else:
-                session = self._session = aiohttp.ClientSession()
+                # No connector limit: the transport bounds requests itself, fairly (an
+                # aiohttp limit lets late requests overtake waiting ones).
+                session = self._session = aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(limit=0)
+                )
             self._transport = Transport(
                 session,
                 self._endpoint,

@@ -1,7 +1,8 @@
 """Delivering changes to watchers: callbacks through per-watcher queues, and ``watch()`` streams.
 
 Each watcher has its own queue, so one watcher's changes arrive in order while different keys
-and different callbacks run concurrently, at most ``callback_thread_num`` at a time. Sync
+and different callbacks run concurrently, at most ``callback_thread_num`` at a time (that many
+worker tasks at most, shared by every watcher: thousands of watchers cost no task each). Sync
 callbacks run in the client's thread pool, so they never block the event loop. A watcher that
 raises is logged and affects nobody else. No user code ever runs under an aioacm lock or inside
 a poller, so a callback may add or remove watchers freely.
@@ -13,7 +14,7 @@ import asyncio
 import collections
 import inspect
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -71,6 +72,8 @@ class ConfigChange:
 class Watcher:
     """One subscriber of one key. ``offer`` drops a change with the md5 it last received."""
 
+    __slots__ = ("active", "last_md5")
+
     def __init__(self) -> None:
         # "" is "does not exist": a watcher added to a missing item is not called until it
         # appears, and is called on deletion after it existed.
@@ -94,35 +97,55 @@ class Watcher:
 
 
 class CallbackWatcher(Watcher):
-    """A callback, plain or ``async def``, fed from its own queue by a worker task."""
+    """A callback, plain or ``async def``, with its own queue of changes.
+
+    While it has changes pending it sits in its dispatcher's ready queue (once, however many
+    changes it holds); a dispatcher worker runs its oldest change and puts it back at the end
+    of the ready queue if more are pending. So its changes run in order, one at a time, and
+    other watchers get their turn in between.
+    """
+
+    __slots__ = ("_dispatcher", "_name", "_pending", "_scheduled", "callback")
 
     def __init__(self, callback: Callback, dispatcher: Dispatcher, name: str) -> None:
         super().__init__()
         self.callback = callback
         self._dispatcher = dispatcher
         self._name = name
-        self._pending: collections.deque[ConfigChange] = collections.deque()
-        self._worker: asyncio.Task[None] | None = None
+        # None while idle: thousands of idle watchers should cost no empty queue each
+        self._pending: list[ConfigChange] | None = None
+        self._scheduled = False
 
     def _deliver(self, change: ConfigChange) -> None:
-        self._pending.append(change)
-        if self._worker is None:
-            self._worker = self._dispatcher.spawn(self._drain(), f"aioacm.dispatch[{self._name}]")
+        if self._pending is None:
+            self._pending = [change]
+        else:
+            self._pending.append(change)
+        if not self._scheduled:
+            self._scheduled = True
+            self._dispatcher.schedule(self)
 
-    async def _drain(self) -> None:
+    async def run_next(self) -> None:
+        """Run the oldest pending change (called by a dispatcher worker)."""
         try:
-            while self._pending and self.active:
-                await self._dispatcher.call(self.callback, self._pending.popleft())
+            if self.active and self._pending:
+                await self._dispatcher.call(self.callback, self._pending.pop(0))
         finally:
-            self._worker = None
+            if self.active and self._pending:
+                self._dispatcher.schedule(self)
+            else:
+                self._pending = None
+                self._scheduled = False
 
     def stop(self) -> None:
         super().stop()
-        self._pending.clear()
+        self._pending = None
 
 
 class StreamWatcher(Watcher):
     """The queue behind one ``client.watch()`` iterator. ``None`` in the queue ends it."""
+
+    __slots__ = ("queue",)
 
     def __init__(self) -> None:
         super().__init__()
@@ -137,50 +160,84 @@ class StreamWatcher(Watcher):
 
 
 class Dispatcher:
-    """Runs callbacks for one client: a concurrency bound, a thread pool, and the worker tasks."""
+    """Runs callbacks for one client: at most ``concurrency`` worker tasks (started as needed)
+    take watchers with pending changes from one ready queue; sync callbacks run in a thread
+    pool of the same size."""
 
     def __init__(self, concurrency: int) -> None:
-        self._limit = asyncio.Semaphore(concurrency)
         self._concurrency = concurrency
+        self._ready: collections.deque[CallbackWatcher] = collections.deque()
+        self._wakeup: asyncio.Event | None = None
+        self._idle = 0
         self._executor: ThreadPoolExecutor | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
 
-    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-        """Start a task this dispatcher owns (cancelled and awaited by ``close``)."""
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+    def schedule(self, watcher: CallbackWatcher) -> None:
+        """Put a watcher with pending changes in the ready queue; start a worker if none is
+        free and fewer than ``concurrency`` run."""
+        if self._closed:
+            return
+        self._ready.append(watcher)
+        if self._wakeup is None:
+            self._wakeup = asyncio.Event()
+        self._wakeup.set()
+        if self._idle < len(self._ready) and len(self._tasks) < self._concurrency:
+            index = len(self._tasks)
+            task = asyncio.get_running_loop().create_task(
+                self._work(), name=f"aioacm.dispatch[{index}]"
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _work(self) -> None:
+        assert self._wakeup is not None
+        while True:
+            while not self._ready:
+                self._idle += 1
+                try:
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                finally:
+                    self._idle -= 1
+            watcher = self._ready.popleft()
+            try:
+                await watcher.run_next()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never lose a worker: the next watcher gets its turn
+                logger.exception("dispatching to %r failed", watcher.callback)
 
     async def call(self, callback: Callback, change: ConfigChange) -> None:
         """Run one callback with the sync SDK's mapping; log (never raise) what it raises."""
-        async with self._limit:
-            try:
-                if inspect.iscoroutinefunction(callback) or inspect.iscoroutinefunction(
-                    getattr(callback, "__call__", None)  # noqa: B004
-                ):
-                    await callback(change.as_dict())
-                else:
-                    if self._executor is None:
-                        self._executor = ThreadPoolExecutor(
-                            self._concurrency, thread_name_prefix="aioacm-callback"
-                        )
-                    loop = asyncio.get_running_loop()
-                    result = await loop.run_in_executor(self._executor, callback, change.as_dict())
-                    if inspect.isawaitable(result):  # a sync function that returned a coroutine
-                        await result
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception(
-                    "watcher callback %s failed for %s+%s",
-                    _name(callback),
-                    change.data_id,
-                    change.group,
-                )
+        try:
+            if inspect.iscoroutinefunction(callback) or inspect.iscoroutinefunction(
+                getattr(callback, "__call__", None)  # noqa: B004
+            ):
+                await callback(change.as_dict())
+            else:
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(
+                        self._concurrency, thread_name_prefix="aioacm-callback"
+                    )
+                loop = asyncio.get_running_loop()
+                result = await loop.run_in_executor(self._executor, callback, change.as_dict())
+                if inspect.isawaitable(result):  # a sync function that returned a coroutine
+                    await result
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception(
+                "watcher callback %s failed for %s+%s",
+                _name(callback),
+                change.data_id,
+                change.group,
+            )
 
     async def close(self) -> None:
         """Cancel and await every worker; shut the thread pool down without waiting."""
+        self._closed = True
+        self._ready.clear()
         while self._tasks:
             for task in self._tasks:
                 task.cancel()

@@ -9,6 +9,7 @@ server and moves round-robin only when it fails.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import random
@@ -32,6 +33,7 @@ ADDRESS_TIMEOUT = 3.0
 _RETRY_AFTER_FAILURE = 1.0
 
 
+@functools.lru_cache(maxsize=256)
 def format_server(server: Server) -> str:
     """``host:port``, with brackets for IPv6."""
     host, port = server
@@ -71,6 +73,12 @@ class ServerList:
     def servers(self) -> list[Server]:
         """The current list (empty until loaded)."""
         return list(self._servers)
+
+    @property
+    def loaded(self) -> list[Server]:
+        """The list if it is loaded, else an empty one (then ``await ensure()``). No I/O: the
+        fast path of every request."""
+        return self._servers
 
     def current(self) -> Server:
         """The server in use. Only valid after ``ensure()``."""

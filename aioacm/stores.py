@@ -5,31 +5,54 @@ are read here and the other way round. Writes go to a temporary file in the same
 flushed, fsynced and renamed over the target: a reader (or a crash) sees the old file or the new
 one, never a torn one. A store that cannot write warns once and goes on: a snapshot is a
 fallback, and failing to keep one must never fail a ``get``.
+
+A store made with ``recheck`` (the failover store: read before every ``get`` and every
+delivery to a watcher, and nearly always empty) first looks a key up in a listing of its folder
+taken at most ``recheck`` seconds ago, and touches the file only when it is listed. A file put
+there by hand is therefore used from at most ``recheck`` seconds later on; a listed file is
+read afresh every time, so edits and removals count at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
+import functools
 import itertools
 import logging
+import math
 import os
 import secrets
 import threading
 
 import aiofiles.os
 
-__all__ = ["FileStore"]
+__all__ = ["FAILOVER_RECHECK", "FileStore"]
 
 logger = logging.getLogger(__name__)
+
+#: Seconds a listing of the failover folder is trusted (see the module docstring).
+FAILOVER_RECHECK = 1.0
 
 # "~" never appears in a valid key, so a temporary file can never be mistaken for one.
 _TMP_MARK = "~"
 
 
-def _digest(content: str) -> bytes:
-    return hashlib.md5(content.encode("utf-8"), usedforsecurity=False).digest()
+def _digest(content: str) -> int:
+    # The memo only saves a rewrite of what this process wrote itself: Python's own string
+    # hash (keyed per process, 64 bits) is plenty, and costs a fraction of an md5 per get.
+    return hash(content)
+
+
+def _list_names(base: str) -> frozenset[str] | None:
+    """The names in ``base`` (none if it does not exist); None if it cannot be listed."""
+    try:
+        with os.scandir(base) as entries:
+            return frozenset(entry.name for entry in entries)
+    except (FileNotFoundError, NotADirectoryError):
+        return frozenset()
+    except OSError:
+        return None
 
 
 def _read_file(path: str) -> str:
@@ -43,19 +66,25 @@ class FileStore:
     Args:
         base: the folder (created on first write).
         name: what the store is for, in log lines ("snapshot", "failover").
+        recheck: if given, look keys up in a listing of the folder at most this many seconds
+            old before reading a file (see the module docstring).
     """
 
-    def __init__(self, base: str, *, name: str) -> None:
+    def __init__(self, base: str, *, name: str, recheck: float | None = None) -> None:
         self.base = base
         self.name = name
         self._warned = False
         # What this process last wrote per key: a server read that brings the same content
         # again costs one stat, not a write.
-        self._written: dict[str, bytes] = {}
+        self._written: dict[str, int] = {}
         self._unreadable: set[str] = set()  # keys whose file could not be read (warned)
         self._seq = itertools.count()  # orders the changes of this store
         self._landed: dict[str, int] = {}  # per key, the number of the change on disk
         self._lock = threading.Lock()
+        self._recheck = recheck
+        self._listing: frozenset[str] | None = None
+        self._listed_at = -math.inf
+        self._listing_future: asyncio.Future[frozenset[str] | None] | None = None
 
     def path(self, key: str) -> str:
         """The file of ``key``. Keys are validated upstream; this refuses anything path-like."""
@@ -65,6 +94,41 @@ class FileStore:
 
     async def read(self, key: str) -> str | None:
         """Return the stored content, or None when there is none or it cannot be read."""
+        if self._recheck is not None:
+            return await self.read_if_listed(key, self._recheck)
+        return await self._read(key)
+
+    async def read_if_listed(self, key: str, max_age: float) -> str | None:
+        """Like ``read``, but look the key up in a listing of the folder at most ``max_age``
+        seconds old first: a file created since may be missed. For callers to whom the file
+        is a hint (and for the failover store, whose ``read`` is this)."""
+        if asyncio.get_running_loop().time() - self._listed_at < max_age:
+            listing = self._listing
+        else:
+            listing = await self._names()
+        if listing is not None and key not in listing:
+            self.path(key)  # still refuse a bad key
+            return None
+        return await self._read(key)
+
+    async def _names(self) -> frozenset[str] | None:
+        """List the folder again (concurrent readers share one listing): its file names, or
+        None if it cannot be listed (then every read goes to the file)."""
+        loop = asyncio.get_running_loop()
+        future = self._listing_future
+        if future is None:
+            # Stamped with the time it started: it shows every file that existed by then.
+            future = self._listing_future = loop.run_in_executor(None, _list_names, self.base)
+            future.add_done_callback(functools.partial(self._listed, loop.time()))
+        # shield: a reader cancelled while waiting must not cancel the others' listing
+        return await asyncio.shield(future)
+
+    def _listed(self, started: float, future: asyncio.Future[frozenset[str] | None]) -> None:
+        self._listing_future = None
+        if not future.cancelled():
+            self._listing, self._listed_at = future.result(), started
+
+    async def _read(self, key: str) -> str | None:
         path = self.path(key)
         try:
             content = await asyncio.to_thread(_read_file, path)
@@ -114,11 +178,25 @@ class FileStore:
     # disk is dropped instead of replacing it.
 
     def _write_file(self, key: str, path: str, content: str, seq: int) -> bool:
+        data = content.encode("utf-8")
+        try:
+            # Already there (another process, or this one before a restart): make sure it is
+            # on disk, and save the rewrite.
+            with open(path, "rb") as f:
+                if f.read(len(data) + 1) == data:
+                    os.fsync(f.fileno())
+                    with self._lock:
+                        if seq < self._landed.get(key, -1):
+                            return False
+                        self._landed[key] = seq
+                    return True
+        except OSError:
+            pass
         tmp = f"{path}{_TMP_MARK}{os.getpid()}.{secrets.token_hex(4)}.tmp"
         try:
             os.makedirs(self.base, exist_ok=True)
-            with open(tmp, "w", encoding="utf-8", newline="") as f:
-                f.write(content)
+            with open(tmp, "wb") as f:
+                f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
             with self._lock:

@@ -4,16 +4,24 @@ The one place where aiohttp and OS errors become aioacm errors. A request sticks
 server and moves to the next one on 5xx, 408, 429, connection errors and timeouts; 409 (item
 being rewritten) is retried briefly on the same server first; 403 and other 4xx are raised at
 once. Redirects are not followed.
+
+At most ``MAX_CONCURRENT_REQUESTS`` requests (long polls aside) are in flight per client; more
+wait their turn first come, first served. aiohttp's own connector limit is not fair: a request
+arriving as a connection is freed takes it before the ones already waiting, so at a few hundred
+concurrent gets some callers waited over a second. Waiting for a turn counts against the
+request's timeout, as waiting for a pooled connection did.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
 import logging
 import ssl
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import aiohttp
 from multidict import CIMultiDictProxy
@@ -32,24 +40,84 @@ from .options import Options
 from .protocol import encode_form, encode_query
 from .servers import Server, ServerList, format_server
 
-__all__ = ["FORM_CONTENT_TYPE", "Response", "Transport"]
+__all__ = ["FORM_CONTENT_TYPE", "MAX_CONCURRENT_REQUESTS", "Response", "Transport"]
 
 logger = logging.getLogger(__name__)
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded; charset=GBK"
 _CONFLICT_RETRIES = (0.05, 0.1, 0.2)
 _SERVER_BUSY = frozenset({408, 409, 429})
+_ATTEMPTS = (*_CONFLICT_RETRIES, None)  # the delay before the next try on a 409, None: last
 _RETRIABLE_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+#: Requests in flight at once per client (aiohttp's default connection limit), long polls aside.
+MAX_CONCURRENT_REQUESTS = 100
+# Requests for the same few keys repeat: their URLs are built once (bounded, so reading many
+# distinct keys costs at most this many cached URLs).
+_URL_CACHE_SIZE = 1024
 
 
-@dataclass(frozen=True)
-class Response:
+class Response(NamedTuple):
     """A server's answer that the caller has to interpret (2xx or 404)."""
 
     status: int
     body: bytes
     headers: CIMultiDictProxy[str]
     server: str
+
+
+@functools.lru_cache(maxsize=_URL_CACHE_SIZE)
+def _url(tls: bool, server: str, path: str, query: tuple[tuple[str, str | int], ...]) -> URL:
+    target = path
+    if query:
+        target += ("&" if "?" in path else "?") + encode_query(query)
+    return URL(f"{'https' if tls else 'http'}://{server}{target}", encoded=True)
+
+
+class _FairLimiter:
+    """At most ``size`` holders at once; the others are served strictly in arrival order (a
+    releasing holder hands its slot straight to the oldest waiter, so nobody jumps the queue)."""
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free and nobody waits for one (no I/O, no await)."""
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return True
+        return False
+
+    async def acquire(self, timeout: float) -> None:
+        """Wait at most ``timeout`` seconds for a slot; asyncio.TimeoutError if none came."""
+        if self.try_acquire():
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(waiter)
+        timer = loop.call_later(timeout, self._expire, waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # the slot was handed over as we were cancelled: pass it on
+            raise
+        finally:
+            timer.cancel()
+
+    def _expire(self, waiter: asyncio.Future[None]) -> None:
+        if not waiter.done():
+            self._waiters.remove(waiter)
+            waiter.set_exception(asyncio.TimeoutError())
+
+    def release(self) -> None:
+        """Give the slot to the oldest waiter, or free it."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free += 1
 
 
 class Transport:
@@ -76,6 +144,10 @@ class Transport:
         self.credentials = credentials
         self.servers = ServerList(endpoint, unit_name, options, self.fetch_text)
         self._ssl_contexts: dict[str | None, ssl.SSLContext] = {}
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._limiter = _FairLimiter(MAX_CONCURRENT_REQUESTS)
+        # (app_name, has a body) -> the headers every request carries
+        self._common_headers: dict[tuple[str, bool], dict[str, str]] = {}
 
     @property
     def auth_enabled(self) -> bool:
@@ -108,26 +180,49 @@ class Transport:
             raise ACMRequestException(f"{url} answered {resp.status}", status=resp.status)
         return body.decode("utf-8", errors="replace")
 
+    def _base_headers(self, form: bool) -> dict[str, str]:
+        # Shared by every request: aiohttp copies the headers it is given, and nothing here
+        # changes this dict once built.
+        app_name = self.options.app_name
+        headers = self._common_headers.get((app_name, form))
+        if headers is None:
+            headers = {
+                "Diamond-Client-AppName": app_name,
+                "Client-Version": __version__,
+                "exConfigInfo": "true",
+            }
+            if form:
+                headers["Content-Type"] = FORM_CONTENT_TYPE
+            self._common_headers[(app_name, form)] = headers
+        return headers
+
     async def _headers(
         self,
         form: bool,
         sign: tuple[str | None, str | None],
         extra: Mapping[str, str] | None,
-    ) -> dict[str, str]:
-        headers = {
-            "Diamond-Client-AppName": self.options.app_name,
-            "Client-Version": __version__,
-            "exConfigInfo": "true",
-        }
-        if form:
-            headers["Content-Type"] = FORM_CONTENT_TYPE
+    ) -> Mapping[str, str]:
+        base = self._base_headers(form)
+        signing = self.auth_enabled and self.credentials is not None
+        if not extra and not signing:
+            return base
+        headers = dict(base)
         if extra:
             headers.update(extra)
-        if self.auth_enabled and self.credentials is not None:
+        if signing:
+            assert self.credentials is not None
             credentials = await self.credentials.get_credentials()
             tenant, group = sign
             headers.update(sign_headers(credentials, tenant, group, int(time.time() * 1000)))
         return headers
+
+    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
+        timeout = self._timeouts.get(seconds)
+        if timeout is None:
+            if len(self._timeouts) > 64:  # callers passing ever-new timeouts
+                self._timeouts.clear()
+            timeout = self._timeouts[seconds] = aiohttp.ClientTimeout(total=seconds)
+        return timeout
 
     async def request(
         self,
@@ -136,10 +231,12 @@ class Transport:
         *,
         query: Sequence[tuple[str, str | int]] = (),
         form: Sequence[tuple[str, str]] | None = None,
+        body: bytes | None = None,
         sign: tuple[str | None, str | None] = (None, None),
         headers: Mapping[str, str] | None = None,
         timeout: float,
         key: str | None = None,
+        limited: bool = True,
     ) -> Response:
         """Send one request, moving across servers until one answers.
 
@@ -148,10 +245,13 @@ class Transport:
             path: the path, with a fixed query part if any (``/diamond-server/...``).
             query: query parameters (appended in order).
             form: form fields, sent GBK-encoded.
+            body: a form body already encoded (instead of ``form``).
             sign: the ``(tenant, group)`` this request carries, for the signature.
             headers: extra headers.
             timeout: seconds for one attempt on one server.
             key: the config key, for error messages.
+            limited: wait for a turn among ``MAX_CONCURRENT_REQUESTS`` (long polls do not:
+                there is one per poller, and each is held for up to ``pulling_timeout``).
 
         Returns:
             The answer when it is 2xx or 404.
@@ -161,38 +261,49 @@ class Transport:
             BadRequestError: another 4xx.
             ServerUnavailableError: every server failed.
         """
-        if self.auth_enabled and self.credentials is None:
+        signing = self.auth_enabled
+        if signing and self.credentials is None:
             raise InvalidParameterError("auth_enabled is on but no ak/sk or RAM role is set")
-        servers = await self.servers.ensure()
-        target = path
-        if query:
-            target += ("&" if "?" in path else "?") + encode_query(query)
-        body = encode_form(form) if form is not None else None
-        client_timeout = aiohttp.ClientTimeout(total=timeout)
+        servers = self.servers.loaded or await self.servers.ensure()
+        query = tuple(query)
+        if form is not None:
+            body = encode_form(form)
+        has_body = body is not None
+        client_timeout = self._timeout(timeout)
+        tls = self.options.tls_enabled
+        ssl_param = self._ssl()
         last_error: BaseException | None = None
         last_status: int | None = None
         server: Server = self.servers.current()
         for _ in range(len(servers)):
             server = self.servers.current()
             name = format_server(server)
-            scheme = "https" if self.options.tls_enabled else "http"
-            url = URL(f"{scheme}://{name}{target}", encoded=True)
-            for delay in (*_CONFLICT_RETRIES, None):
+            url = _url(tls, name, path, query)
+            for delay in _ATTEMPTS:
                 try:
-                    request_headers = await self._headers(body is not None, sign, headers)
-                    async with self.session.request(
-                        method,
-                        url,
-                        data=body,
-                        headers=request_headers,
-                        timeout=client_timeout,
-                        ssl=self._ssl(),
-                        # ACM never redirects; following one would hand the signature and
-                        # the STS token to whatever host it names
-                        allow_redirects=False,
-                    ) as resp:
-                        payload = await resp.read()
-                        status, resp_headers = resp.status, resp.headers
+                    if signing or headers:
+                        request_headers = await self._headers(has_body, sign, headers)
+                    else:
+                        request_headers = self._base_headers(has_body)
+                    if limited and not self._limiter.try_acquire():
+                        await self._limiter.acquire(timeout)
+                    try:
+                        async with self.session.request(
+                            method,
+                            url,
+                            data=body,
+                            headers=request_headers,
+                            timeout=client_timeout,
+                            ssl=ssl_param,
+                            # ACM never redirects; following one would hand the signature and
+                            # the STS token to whatever host it names
+                            allow_redirects=False,
+                        ) as resp:
+                            payload = await resp.read()
+                            status, resp_headers = resp.status, resp.headers
+                    finally:
+                        if limited:
+                            self._limiter.release()
                 except _RETRIABLE_ERRORS as exc:
                     logger.warning("%s %s on %s failed: %r", method, path, name, exc)
                     last_error, last_status = exc, None

@@ -24,7 +24,13 @@ from ._tasks import cancel_and_wait
 from .dispatch import ConfigChange, Dispatcher, Watcher
 from .errors import ACMException
 from .kms import envelope_key_spec
-from .protocol import build_probe, cache_key, content_md5, parse_poll_response
+from .protocol import (
+    cache_key,
+    content_md5,
+    encode_probe_record,
+    parse_poll_response,
+    probe_form_body,
+)
 
 if TYPE_CHECKING:
     from .client import ACMClient
@@ -37,6 +43,7 @@ BACKOFF_BASE = 0.5
 BACKOFF_CAP = 10.0
 FETCH_CONCURRENCY = 32
 ADD_COALESCE_SECONDS = 0.005
+SNAPSHOT_HINT_AGE = 1.0
 
 
 def backoff_delay(failures: int) -> float:
@@ -44,7 +51,7 @@ def backoff_delay(failures: int) -> float:
     return random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(failures, 16)))
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class KeyState:
     """What the client knows of one watched key."""
 
@@ -59,6 +66,16 @@ class KeyState:
     known: bool = False  # the server confirmed md5 at least once
     watchers: list[Watcher] = field(default_factory=list)
     poller: Poller | None = None
+    # this key's form-encoded probe record, and the md5 it was built with
+    record: str = ""
+    record_md5: str | None = None
+
+    def probe_record(self, tenant: str) -> str:
+        """The key's probe record for the current md5 (encoded once per md5, not per poll)."""
+        if self.record_md5 != self.md5:
+            self.record = encode_probe_record(self.data_id, self.group, self.md5, tenant)
+            self.record_md5 = self.md5
+        return self.record
 
 
 class Poller:
@@ -124,9 +141,11 @@ class Poller:
         options = client.options
         self._wake.clear()
         states = list(self.keys.values())
-        probe = build_probe((s.data_id, s.group, s.md5, client.namespace) for s in states)
+        tenant = client.namespace
+        body = probe_form_body([s.probe_record(tenant) for s in states])
         headers = {"longPullingTimeout": str(int(options.pulling_timeout * 1000))}
-        if any(not s.known for s in states):
+        first_poll = any(not s.known for s in states)
+        if first_poll:
             headers["longPullingNoHangUp"] = "true"
         transport = client._transport
         if transport is None:  # the client is closing: aclose() is cancelling this task
@@ -137,21 +156,28 @@ class Poller:
             transport.request(
                 "POST",
                 "/diamond-server/config.co",
-                form=[("Probe-Modify-Request", probe)],
+                body=body,
                 headers=headers,
                 timeout=options.pulling_timeout + 10,
+                limited=False,
             ),
             name=f"aioacm.poll[{self.index}].request",
         )
-        woken = loop.create_task(self._wake.wait(), name=f"aioacm.poll[{self.index}].wake")
+        helpers: set[asyncio.Task[object]] = {request}
+        if not first_poll:
+            # Only a held poll is cut short for a new key. A no-hang-up poll answers at once,
+            # and cancelling it would only close its connection (it cannot be reused half
+            # read): adding thousands of keys then cost a new connection every few ms.
+            woken = loop.create_task(self._wake.wait(), name=f"aioacm.poll[{self.index}].wake")
+            helpers.add(woken)
         try:
-            await asyncio.wait({request, woken}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(helpers, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            # Also when this poller is being cancelled: both helpers end here, and a request
+            # Also when this poller is being cancelled: the helpers end here, and a request
             # that failed meanwhile has its exception retrieved (never "never retrieved").
-            woken.cancel()
-            request.cancel()
-            await asyncio.wait({request, woken})
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.wait(helpers)
             if not request.cancelled():
                 request.exception()
         if request.cancelled():
@@ -172,27 +198,30 @@ class Poller:
                 resp.status,
             )
             return False
-        by_name = {(s.data_id, s.group): s for s in states}
-        changed = [
-            by_name[(data_id, group)]
-            for data_id, group, _tenant in reported
-            if (data_id, group) in by_name
-        ]
-        changed_set = set(map(id, changed))
-        confirmed = [s for s in states if not s.known and id(s) not in changed_set]
-        for state in confirmed:
-            # the server agrees with the local snapshot: that is the current value
-            if not await self.manager.reveal(state):
-                changed.append(state)  # cannot decrypt the snapshot: fetch from the server
-                continue
-            state.known = True
-            await self.manager.deliver(state)
+        changed = []
+        if reported:
+            by_name = {(s.data_id, s.group): s for s in states}
+            changed = [
+                by_name[(data_id, group)]
+                for data_id, group, _tenant in reported
+                if (data_id, group) in by_name
+            ]
+        confirmed = []
+        if first_poll:
+            changed_set = set(map(id, changed))
+            confirmed = [s for s in states if not s.known and id(s) not in changed_set]
+            for state in confirmed:
+                # the server agrees with the local snapshot: that is the current value
+                if not await self.manager.reveal(state):
+                    changed.append(state)  # cannot decrypt the snapshot: fetch from the server
+                    continue
+                state.known = True
+                await self.manager.deliver(state)
         before = [s.md5 for s in changed]
         if not await self.manager.refresh(changed):
             return False
         if (
-            "longPullingNoHangUp" not in headers
-            and not confirmed
+            not first_poll
             and before == [s.md5 for s in changed]
             and loop.time() - started < options.pulling_timeout / 2 - 0.25
         ):
@@ -236,7 +265,10 @@ class WatchManager:
         while True:
             state = self._states.get(key)
             if state is None:
-                snapshot = await self.client._snapshots.read(key)
+                # The snapshot only primes the probe's md5 (a key whose snapshot is current
+                # is not fetched again), so a listing a second old is good enough: adding
+                # thousands of keys to an empty folder then costs no file access per key.
+                snapshot = await self.client._snapshots.read_if_listed(key, SNAPSHOT_HINT_AGE)
                 data_key = None
                 if snapshot is not None and envelope_key_spec(data_id) is not None:
                     data_key = await self.client._snapshot_keys.read(key)
@@ -294,8 +326,22 @@ class WatchManager:
 
     async def refresh(self, states: list[KeyState]) -> bool:
         """Fetch the keys the server reported changed and deliver them; False if any failed."""
-        results = await asyncio.gather(*(self._refresh_one(s) for s in states))
-        return all(results)
+        if len(states) <= 1:
+            return all([await self._refresh_one(s) for s in states])
+        # A few workers over the list, not a task per key: the first poll of thousands of
+        # keys reports them all, and thousands of tasks waiting on the semaphore cost
+        # megabytes that the process keeps.
+        pending = iter(states)
+        failed = False
+
+        async def work() -> None:
+            nonlocal failed
+            for state in pending:
+                if not await self._refresh_one(state):
+                    failed = True
+
+        await asyncio.gather(*(work() for _ in range(min(FETCH_CONCURRENCY, len(states)))))
+        return not failed
 
     async def _refresh_one(self, state: KeyState) -> bool:
         async with self._fetch_limit:
@@ -330,7 +376,7 @@ class WatchManager:
     async def _change(self, state: KeyState) -> ConfigChange:
         # A failover file overrides the server for watchers too, as it does for get().
         client = self.client
-        raw, content = state.raw, state.content
+        raw, content, md5 = state.raw, state.content, state.md5  # md5 is content_md5(raw)
         failover = await client._failover.read(state.key)
         if failover is not None:
             data_key = None
@@ -341,14 +387,14 @@ class WatchManager:
             except ACMException as exc:
                 logger.warning("cannot decrypt the failover file of %s: %s", state.key, exc)
             else:
-                raw = failover
+                raw, md5 = failover, content_md5(failover)
         return ConfigChange(
             data_id=state.data_id,
             group=state.group,
             namespace=client.namespace,
             content=content,
             raw_content=raw,
-            md5=content_md5(raw),
+            md5=md5,
         )
 
     async def deliver(self, state: KeyState) -> None:

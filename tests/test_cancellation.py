@@ -206,8 +206,9 @@ async def test_cancel_add_watcher_at_every_await_point(
             ] == ["aioacm.poll[0]"]
             assert await client.get("other", "g") == "the other value"
 
-        for _ in range(2):  # both keys, cancelled at every point
-            assert await every_cancel_point(op, check) > 1
+        for _ in range(2):  # both keys, cancelled at every point (the store folders' cached
+            # listings can leave no await point at all: then there is nothing to cancel)
+            assert await every_cancel_point(op, check) >= 1
             watchers.clear()
         assert keeper.contents == ["value of k0"]
 

@@ -1,6 +1,6 @@
 """Load with faults: 10,000 watched keys and rounds of 1,000 concurrent gets against three
-bundled servers while faults come and go, for ``AIOACM_LOAD_SECONDS`` of wall time (the issue's minute
-by default; ``AIOACM_LOAD_SECONDS=15`` for a quicker local run).
+bundled servers while faults come and go, for ``AIOACM_LOAD_SECONDS`` of wall time (the
+issue's minute by default; ``AIOACM_LOAD_SECONDS=15`` for a quicker local run).
 
 Bounded and self-stopping: the load runs for the set time, then faults are cleared and the
 watchers get a bounded time to catch up. Every change is accounted for: each watcher's history

@@ -9,17 +9,20 @@ from aioacm.auth import Credentials, sign, sign_headers, sign_string
 from aioacm.protocol import (
     DEFAULT_GROUP,
     MAX_CONTENT_BYTES,
+    PROBE_FIELD,
     build_poll_response,
     build_probe,
     cache_key,
     content_md5,
     encode_content,
     encode_form,
+    encode_probe_record,
     normalize_group,
     parse_cache_key,
     parse_poll_response,
     parse_probe,
     parse_server_list,
+    probe_form_body,
     validate_data_id,
     validate_namespace,
 )
@@ -160,6 +163,22 @@ def test_cache_key_round_trip() -> None:
     assert key == "d+g+"
     assert parse_cache_key(key) == ("d", "g", "")
     assert parse_cache_key(cache_key("d", "g", "ns")) == ("d", "g", "ns")
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        [("d1", "g", "", "ns"), ("d2", "g", "abc", "")],
+        [("a:b.c-d_e", "G:1", "df42f61067367fb6409ae114a96ea8c8", "ns:1")],
+        [(f"key.{i}", "DEFAULT_GROUP", "", "bench") for i in range(50)],
+        [],
+    ],
+)
+def test_probe_body_from_encoded_records_is_the_form_encoding(
+    entries: list[tuple[str, str, str, str]],
+) -> None:
+    records = [encode_probe_record(*entry) for entry in entries]
+    assert probe_form_body(records) == encode_form([(PROBE_FIELD, build_probe(entries))])
 
 
 def test_probe_layout() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from pathlib import Path
@@ -98,3 +99,88 @@ async def test_path_like_keys_are_refused(tmp_path: Path, key: str) -> None:
     with pytest.raises(ValueError, match="not a store key"):
         await store.write(key, "v")
     assert os.listdir(tmp_path) == []
+
+
+# -- the failover store's folder listing ------------------------------------------------------
+
+
+async def test_recheck_store_reads_listed_files_afresh(tmp_path: Path) -> None:
+    store = FileStore(str(tmp_path), name="failover", recheck=60)
+    (tmp_path / "k+g+").write_text("v1", encoding="utf-8")
+    assert await store.read("k+g+") == "v1"
+    # a listed file is read every time: edits and removals count at once
+    (tmp_path / "k+g+").write_text("v2", encoding="utf-8")
+    assert await store.read("k+g+") == "v2"
+    (tmp_path / "k+g+").unlink()
+    assert await store.read("k+g+") is None
+
+
+async def test_recheck_store_sees_a_new_file_once_the_listing_is_old(tmp_path: Path) -> None:
+    stale = FileStore(str(tmp_path / "data"), name="failover", recheck=60)
+    fresh = FileStore(str(tmp_path / "data"), name="failover", recheck=0)
+    assert await stale.read("k+g+") is None  # no folder at all
+    assert await fresh.read("k+g+") is None
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "k+g+").write_text("pinned", encoding="utf-8")
+    # within ``recheck`` of the last listing a new file may go unseen; after it, it is seen
+    assert await stale.read("k+g+") is None
+    assert await fresh.read("k+g+") == "pinned"
+
+
+async def test_recheck_store_concurrent_readers_share_one_listing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aioacm import stores
+
+    listings = 0
+    real = stores._list_names
+
+    def counting(base: str) -> frozenset[str] | None:
+        nonlocal listings
+        listings += 1
+        return real(base)
+
+    monkeypatch.setattr(stores, "_list_names", counting)
+    (tmp_path / "k+g+").write_text("v", encoding="utf-8")
+    store = FileStore(str(tmp_path), name="failover", recheck=60)
+    results = await asyncio.gather(*(store.read("k+g+") for _ in range(20)))
+    assert results == ["v"] * 20
+    assert listings == 1
+
+
+async def test_recheck_store_that_cannot_list_reads_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aioacm import stores
+
+    monkeypatch.setattr(os, "scandir", _raise_permission_error)
+    assert stores._list_names(str(tmp_path)) is None
+    (tmp_path / "k+g+").write_text("v", encoding="utf-8")
+    store = FileStore(str(tmp_path), name="failover", recheck=60)
+    assert await store.read("k+g+") == "v"
+    assert await store.read("other+g+") is None
+
+
+def _raise_permission_error(path: str) -> None:
+    raise PermissionError(13, "Permission denied", path)
+
+
+async def test_same_content_already_on_disk_is_not_rewritten(tmp_path: Path) -> None:
+    await FileStore(str(tmp_path), name="snapshot").write("k+g+", "same")
+    first = os.stat(tmp_path / "k+g+").st_ino
+    # another store (another process, a restart): no memo, but the file already holds it
+    assert await FileStore(str(tmp_path), name="snapshot").write("k+g+", "same")
+    assert os.stat(tmp_path / "k+g+").st_ino == first
+    assert await FileStore(str(tmp_path), name="snapshot").write("k+g+", "same, longer")
+    assert (tmp_path / "k+g+").read_text() == "same, longer"
+    assert await FileStore(str(tmp_path), name="snapshot").write("k+g+", "same")
+    assert (tmp_path / "k+g+").read_text() == "same"
+
+
+async def test_read_if_listed_is_a_hint_and_read_stays_exact(tmp_path: Path) -> None:
+    store = FileStore(str(tmp_path), name="snapshot")
+    assert await store.read_if_listed("k+g+", 60) is None  # lists the (empty) folder
+    (tmp_path / "k+g+").write_text("v", encoding="utf-8")
+    assert await store.read_if_listed("k+g+", 60) is None  # the listing is younger than 60 s
+    assert await store.read_if_listed("k+g+", 0) == "v"
+    assert await store.read("k+g+") == "v"  # a store made without recheck reads the file

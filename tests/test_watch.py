@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from helpers import aioacm_tasks
 
@@ -458,3 +459,56 @@ async def test_aclose_ends_watch_loops_and_leaves_nothing(
         client.watch("d", "g")
     with pytest.raises(ClientClosedError):
         await client.add_watcher("d", "g", print)
+
+
+async def test_first_poll_of_many_keys_fetches_without_a_task_per_key(
+    server: LocalACMServer, fast: MakeClient
+) -> None:
+    # The first poll reports every key at once; a task per key (each waiting for a fetch
+    # slot) cost megabytes at 10,000 keys.
+    for i in range(600):
+        server.set_config(f"key.{i}", "g", f"v{i}")
+    rec = Recorder()
+    peak = 0
+    async with fast() as client:
+        await asyncio.gather(*(client.add_watcher(f"key.{i}", "g", rec) for i in range(600)))
+        deadline = time.monotonic() + 15
+        while len(rec.calls) < 600 and time.monotonic() < deadline:
+            peak = max(peak, len(asyncio.all_tasks()))  # the server's tasks included
+            await asyncio.sleep(0.001)
+    assert len(rec.calls) == 600
+    assert peak < 200
+
+
+async def test_adding_keys_during_a_first_poll_keeps_its_connection(
+    server: LocalACMServer, tmp_path: Path
+) -> None:
+    # Cutting a no-hang-up poll short closed its connection for nothing (it answers at once):
+    # adding keys one by one opened a connection every few milliseconds.
+    for i in range(2000):
+        server.set_config(f"key.{i}", "g", f"v{i}")
+    connections = 0
+
+    async def opened(*_: object) -> None:
+        nonlocal connections
+        connections += 1
+
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_create_end.append(opened)
+    rec = Recorder()
+    async with aiohttp.ClientSession(trace_configs=[trace]) as session:
+        client = ACMClient(
+            server.endpoint,
+            session=session,
+            pulling_timeout=2,
+            snapshot_base=str(tmp_path / "snapshot"),
+            failover_base=str(tmp_path / "data"),
+        )
+        async with client:
+            for i in range(2000):
+                await client.add_watcher(f"key.{i}", "g", rec)
+                if i % 50 == 0:
+                    await asyncio.sleep(0.01)  # past the re-probe coalescing window
+            await eventually(lambda: len(rec.calls) == 2000, timeout=15)
+    # the address server, the fetches (at most FETCH_CONCURRENCY at once), one poll
+    assert connections <= 40

@@ -1,0 +1,207 @@
+"""Get throughput and latency of one client, in a process of its own (so CPU time is its own).
+
+``python get_worker.py CONFIG_JSON``; CONFIG has ``client`` (``aioacm``, ``floor`` or ``sync``),
+``endpoint``, ``namespace``, ``keys`` (data ids, read round-robin), ``warm_key``, ``levels``
+(``[[concurrency, gets], ...]``) and ``workdir``. For each level it prints requests/s, p50 and p99
+latency (seconds, as the caller sees them, queueing included) and process CPU seconds per get.
+
+Each level starts with a fresh client and an empty snapshot folder, so every first read of a key
+is in the measurement, as it is in a freshly started application.
+
+- ``aioacm``: ``ACMClient.get`` with default options (address server, snapshots).
+- ``floor``: bare ``aiohttp`` GETs of the same URL with the same headers over one default
+  ``ClientSession``: no SDK work at all.
+- ``sync``: ``acm-sdk-python`` 0.4.11 ``get`` driven by a thread pool of 32 threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+from urllib.parse import urlencode
+
+from _common import GROUP, emit, percentile, profiled
+
+SYNC_THREADS = 32
+
+
+def summarize(latencies: list[float], wall: float, cpu: float, errors: int) -> dict[str, Any]:
+    gets = len(latencies)
+    return {
+        "gets": gets,
+        "errors": errors,
+        "wall_s": wall,
+        "rps": gets / wall if wall else 0.0,
+        "p50_ms": percentile(latencies, 0.50) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+        "cpu_per_get_us": cpu / gets * 1e6 if gets else 0.0,
+    }
+
+
+async def drive(
+    call: Callable[[str], Awaitable[object]], keys: list[str], gets: int, concurrency: int
+) -> dict[str, Any]:
+    """``concurrency`` callers share ``gets`` calls; each call is timed from the caller."""
+    latencies: list[float] = []
+    errors = 0
+    turns = iter(range(gets))
+
+    async def caller() -> None:
+        nonlocal errors
+        for i in turns:
+            started = time.perf_counter()
+            try:
+                if await call(keys[i % len(keys)]) is None:
+                    errors += 1
+            except Exception as exc:
+                errors += 1
+                print(f"get failed: {exc!r}", file=sys.stderr)
+            latencies.append(time.perf_counter() - started)
+
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(concurrency)))
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return summarize(latencies, wall, cpu, errors)
+
+
+async def warm_up(call: Callable[[str], Awaitable[object]], key: str, concurrency: int) -> None:
+    """Open the connections the level will use (not measured)."""
+    for _ in range(2):
+        await asyncio.gather(*(call(key) for _ in range(concurrency)))
+
+
+async def run_aioacm(cfg: dict[str, Any]) -> dict[str, Any]:
+    from aioacm import ACMClient
+
+    results = {}
+    for concurrency, gets in cfg["levels"]:
+        base = os.path.join(cfg["workdir"], f"aioacm-c{concurrency}")
+        async with ACMClient(
+            cfg["endpoint"],
+            namespace=cfg["namespace"],
+            snapshot_base=os.path.join(base, "snapshot"),
+            failover_base=os.path.join(base, "data"),
+        ) as client:
+
+            async def call(key: str, client: ACMClient = client) -> str | None:
+                return await client.get(key, GROUP)
+
+            await warm_up(call, cfg["warm_key"], concurrency)
+            results[str(concurrency)] = await drive(call, cfg["keys"], gets, concurrency)
+    return results
+
+
+async def run_floor(cfg: dict[str, Any]) -> dict[str, Any]:
+    import aiohttp
+
+    from aioacm import __version__
+
+    headers = {
+        "Diamond-Client-AppName": "ACM-SDK-Python",
+        "Client-Version": __version__,
+        "exConfigInfo": "true",
+    }
+
+    def url(key: str) -> str:
+        query = urlencode([("dataId", key), ("group", GROUP), ("tenant", cfg["namespace"])])
+        return f"http://{cfg['endpoint']}/diamond-server/config.co?{query}"
+
+    urls = {key: url(key) for key in [*cfg["keys"], cfg["warm_key"]]}
+    results = {}
+    for concurrency, gets in cfg["levels"]:
+        async with aiohttp.ClientSession() as session:
+
+            async def call(key: str, session: aiohttp.ClientSession = session) -> bytes | None:
+                async with session.get(urls[key], headers=headers) as resp:
+                    body = await resp.read()
+                    return body if resp.status == 200 else None
+
+            await warm_up(call, cfg["warm_key"], concurrency)
+            results[str(concurrency)] = await drive(call, cfg["keys"], gets, concurrency)
+    return results
+
+
+def drive_threads(
+    pool: ThreadPoolExecutor,
+    call: Callable[[str], object],
+    keys: list[str],
+    gets: int,
+    concurrency: int,
+) -> dict[str, Any]:
+    """Keep ``concurrency`` calls in flight on ``pool``; time each from its submission."""
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    turns = iter(range(gets))
+    active = [concurrency]
+    finished = threading.Event()
+
+    def submit() -> None:
+        with lock:
+            i = next(turns, None)
+            if i is None:
+                active[0] -= 1
+                if active[0] == 0:
+                    finished.set()
+                return
+        started = time.perf_counter()
+        future = pool.submit(call, keys[i % len(keys)])
+        future.add_done_callback(lambda f: done(f, started))
+
+    def done(future: Future[object], started: float) -> None:
+        latencies.append(time.perf_counter() - started)
+        if future.exception() is not None or future.result() is None:
+            errors[0] += 1
+        submit()
+
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    for _ in range(concurrency):
+        submit()
+    finished.wait()
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return summarize(latencies, wall, cpu, errors[0])
+
+
+def run_sync(cfg: dict[str, Any]) -> dict[str, Any]:
+    import acm
+
+    client = acm.ACMClient(cfg["endpoint"], cfg["namespace"])
+    results = {}
+    for concurrency, gets in cfg["levels"]:
+        base = os.path.join(cfg["workdir"], f"sync-c{concurrency}")
+        client.set_options(
+            snapshot_base=os.path.join(base, "snapshot"),
+            failover_base=os.path.join(base, "data"),
+        )
+        with ThreadPoolExecutor(SYNC_THREADS) as pool:
+
+            def call(key: str) -> str | None:
+                return client.get(key, GROUP)  # type: ignore[no-any-return]
+
+            call(cfg["warm_key"])
+            results[str(concurrency)] = drive_threads(pool, call, cfg["keys"], gets, concurrency)
+    return results
+
+
+def main() -> None:
+    cfg = json.loads(sys.argv[1])
+    kind = cfg["client"]
+    if kind == "sync":
+        levels = run_sync(cfg)
+    elif kind == "floor":
+        levels = asyncio.run(run_floor(cfg))
+    else:
+        with profiled(cfg.get("profile")):
+            levels = asyncio.run(run_aioacm(cfg))
+    emit({"client": kind, "levels": levels})
+
+
+if __name__ == "__main__":
+    main()
