@@ -193,12 +193,23 @@ class FileStore:
         except OSError:
             pass
         tmp = f"{path}{_TMP_MARK}{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        # Fewer system calls than a buffered file and an unconditional makedirs (measured in
+        # the 10,000-key watch benchmark); O_EXCL: a temporary name is never reused.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        flags |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
         try:
-            os.makedirs(self.base, exist_ok=True)
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+            try:
+                fd = os.open(tmp, flags, 0o666)
+            except FileNotFoundError:
+                os.makedirs(self.base, exist_ok=True)
+                fd = os.open(tmp, flags, 0o666)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             with self._lock:
                 if seq < self._landed.get(key, -1):
                     os.remove(tmp)
