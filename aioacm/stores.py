@@ -58,7 +58,7 @@ def _read_text(path: str) -> str | None:
 
 def _replace_file(base: str, path: str, tmp: str, data: bytes) -> None:
     """Make ``path`` hold ``data`` durably: unchanged if it already does (made durable), else
-    a fsynced temporary file renamed over it."""
+    a fsynced temporary file renamed over it. The folder is made only when missing."""
     try:
         with open(path, "rb") as f:
             if f.read(len(data) + 1) == data:
@@ -66,12 +66,21 @@ def _replace_file(base: str, path: str, tmp: str, data: bytes) -> None:
                 return
     except OSError:
         pass
-    os.makedirs(base, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    flags |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)  # (no \n -> \r\n)
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        fd = os.open(tmp, flags, 0o666)
+    except FileNotFoundError:
+        os.makedirs(base, exist_ok=True)
+        fd = os.open(tmp, flags, 0o666)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
