@@ -439,6 +439,13 @@ def section_meta(meta: dict[str, Any]) -> list[str]:
         f"- {meta['platform']}; {meta['cpu']}; {meta['memory_gb']} GB;"
         f" scratch folders on {meta['scratch_fs']}",
         f"- Python {meta['python']}; {versions}",
+        "- CPUs: "
+        + (
+            f"server pinned to {meta['pins']['server']}, every client process to"
+            f" {meta['pins']['clients']}"
+            if meta.get("pins")
+            else "not pinned"
+        ),
         f"- load average (1/5/15 min) before: {load}"
         + (f"; after: {' / '.join(f'{x:.2f}' for x in after)}" if after else ""),
         "- figures: median (min–max) over the repeats: "
