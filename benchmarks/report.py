@@ -253,9 +253,10 @@ def section_watch(results: dict[str, Any]) -> list[str]:
         "One plain-function watcher added per existing key, one `add_watcher` after the other; "
         "ready = until every initial callback arrived. Memory is added RSS (and PSS, which "
         "shares the pages forked processes have in common fairly) summed over the process "
-        "tree, measured after the last callback; connections are TCP connections established "
-        "to the server at that moment (idle pooled ones included; see idle for the steady "
-        "state). Default options for both (pulling_config_size 3000)."
+        "tree, measured after the last callback. Pollers: long polls held (aioacm's poller "
+        "tasks, the sync SDK's puller processes); connections: every TCP connection to the "
+        "server at that moment, pooled idle ones from the first fetches included (see idle "
+        "for the steady state). Default options for both (pulling_config_size 3000)."
     )
     lines.append("")
     rows = []
@@ -266,7 +267,7 @@ def section_watch(results: dict[str, Any]) -> list[str]:
             name = "sync SDK" if client == "sync" else client
             if not finished:
                 text = note or "; ".join(errors(runs)) or "not run"
-                rows.append([f"{int(size):,}", name, text, "", "", "", "", ""])
+                rows.append([f"{int(size):,}", name, text, "", "", "", "", "", ""])
                 continue
             scale = [r["scale"] for r in finished]
 
@@ -280,6 +281,7 @@ def section_watch(results: dict[str, Any]) -> list[str]:
                     fmt(s("ready_s"), 2),
                     fmt(s("rss_added_mb"), 1),
                     fmt(s("pss_added_mb"), 1),
+                    fmt(s("pollers"), 0),
                     fmt(s("connections"), 0),
                     fmt(s("processes"), 0),
                     fmt(s("threads"), 0),
@@ -292,6 +294,7 @@ def section_watch(results: dict[str, Any]) -> list[str]:
             "ready s",
             "RSS added MB",
             "PSS added MB",
+            "pollers",
             "connections",
             "processes",
             "threads",
@@ -456,9 +459,63 @@ def section_meta(meta: dict[str, Any]) -> list[str]:
     return lines
 
 
+def section_goals(results: dict[str, Any]) -> list[str]:
+    """The issue's goals against this run's medians."""
+    rows = []
+
+    def row(goal: str, value: str, met: bool | None) -> None:
+        rows.append([goal, value, "–" if met is None else "met" if met else "**not met**"])
+
+    if "get" in results:
+        stats = get_stats(results["get"])
+        for level in ("64", "256"):
+            a, f = stats.get("aioacm", {}).get(level), stats.get("floor", {}).get(level)
+            if not a or not f:
+                continue
+            r = ratio(a["rps"], f["rps"])
+            row(f"req/s ≥ 0.85× the floor at {level}", fmt_ratio(r), r is not None and r >= 0.85)
+            r = ratio(a["cpu_per_get_us"], f["cpu_per_get_us"])
+            row(
+                f"CPU per get ≤ 1.5× the floor at {level}", fmt_ratio(r), r is not None and r <= 1.5
+            )
+    if "watch" in results:
+        largest = max(results["watch"], key=int)
+        finished, _ = watch_figures(results["watch"][largest].get("aioacm", []))
+        if finished:
+            keys = int(largest)
+            rss = spread(r["scale"]["rss_added_mb"] for r in finished)
+            pollers = spread(r["scale"].get("pollers") for r in finished)
+            limit = math.ceil(keys / 3000)
+            row(f"{keys:,} keys in ≤ 25 MB added", f"{fmt(rss, 1)} MB", rss and rss["max"] <= 25)
+            row(
+                f"≤ {limit} poll connections for {keys:,} keys",
+                fmt(pollers, 0),
+                pollers and pollers["max"] <= limit,
+            )
+            change = spread(r["change"]["p99_ms"] for r in finished if "change" in r)
+            if change:
+                row("change p99 < 50 ms (at rest)", f"{fmt(change, 1)} ms", change["median"] < 50)
+            idle = [r["idle"] for r in finished if "idle" in r]
+            if idle:
+                cpu = spread(i["cpu_s"] for i in idle)
+                seconds = idle[0]["seconds"]
+                row(
+                    f"idle CPU near zero ({seconds:g} s)",
+                    f"{fmt(cpu, 3)} s ({cpu['median'] / seconds * 100:.2f}% of a core)"
+                    if cpu
+                    else "–",
+                    None,
+                )
+    if not rows:
+        return []
+    lines = ["## Goals (issue 6), from this run's medians", ""]
+    return lines + table(["goal", "measured", ""], rows)
+
+
 def render(results: dict[str, Any]) -> str:
     lines = [BEGIN, ""]
     lines += section_meta(results["meta"])
+    lines += section_goals(results)
     renderers: list[tuple[str, Callable[[Any], list[str]]]] = [
         ("get", section_get),
         ("watch", section_watch),

@@ -7,7 +7,8 @@ skip), ``gap``, ``idle_seconds`` (0: skip), ``timeout`` and ``workdir``.
 1. Scale: add a plain-function watcher to each of ``keys`` existing items, one after the
    other, and wait until every initial callback arrived. Reported: seconds until then (and
    until the last ``add_watcher`` returned), resident memory added (RSS and PSS, summed over
-   the process tree: the sync SDK forks), processes, threads and TCP connections to the server.
+   the process tree: the sync SDK forks), pollers (long polls held), processes, threads and TCP
+   connections to the server.
 2. Change latency: publish a new value of one watched key at a time (through the same client)
    and time publish -> callback, ``changes`` times, keys spread over every poller. Twice:
    ``gap`` seconds apart (each change finds the client at rest, its polls held: the usual
@@ -134,6 +135,8 @@ async def run_aioacm(cfg: dict[str, Any]) -> dict[str, Any]:
             return result
         gc.collect()
         result["scale"].update(delta(before, tree_metrics(port)))
+        assert client._watches is not None
+        result["scale"]["pollers"] = len(client._watches.pollers)  # one long poll each
 
         if cfg["changes"]:
             targets = spread_keys(keys, cfg["changes"])
@@ -204,6 +207,8 @@ def run_sync(cfg: dict[str, Any]) -> dict[str, Any]:
         return result
     gc.collect()
     result["scale"].update(delta(before, tree_metrics(port)))
+    # one puller process, holding one long poll, per pulling_config_size keys
+    result["scale"]["pollers"] = len({id(info[0]) for info in client.puller_mapping.values()})
 
     if cfg["changes"]:
         targets = spread_keys(keys, cfg["changes"])
