@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 #: Seconds a listing of the failover folder is trusted (see the module docstring).
 FAILOVER_RECHECK = 1.0
+#: Seconds a snapshot this process wrote (or found) is trusted to still be there.
+WRITTEN_RECHECK = 1.0
 
 # "~" never appears in a valid key, so a temporary file can never be mistaken for one.
 _TMP_MARK = "~"
@@ -82,6 +84,7 @@ class FileStore:
         self._landed: dict[str, int] = {}  # per key, the number of the change on disk
         self._lock = threading.Lock()
         self._recheck = recheck
+        self._checked: dict[str, float] = {}  # per key, when its file was last known there
         self._listing: frozenset[str] | None = None
         self._listed_at = -math.inf
         self._listing_future: asyncio.Future[frozenset[str] | None] | None = None
@@ -147,10 +150,16 @@ class FileStore:
         """Atomically replace the file of ``key``; return False (and warn once) on failure."""
         path = self.path(key)
         digest = _digest(content)
-        # The file may have gone since (a cleaner, a user): one stat is still far cheaper
-        # than writing, and a snapshot that silently stays missing fails the next outage.
-        if self._written.get(key) == digest and await aiofiles.os.path.exists(path):
-            return True
+        # The file may have gone since (a cleaner, a user): a stat is far cheaper than a
+        # write, and a snapshot that silently stays missing fails the next outage. At most one
+        # stat per key per WRITTEN_RECHECK seconds: a stat per get cost a thread hop per get.
+        if self._written.get(key) == digest:
+            now = asyncio.get_running_loop().time()
+            if now - self._checked.get(key, -math.inf) < WRITTEN_RECHECK:
+                return True
+            if await aiofiles.os.path.exists(path):
+                self._checked[key] = now
+                return True
         self._written.pop(key, None)
         seq = next(self._seq)
         try:
@@ -160,6 +169,7 @@ class FileStore:
             return False
         if landed and self._landed.get(key) == seq:
             self._written[key] = digest
+            self._checked[key] = asyncio.get_running_loop().time()
         return True
 
     async def delete(self, key: str) -> None:

@@ -30,6 +30,7 @@ from aioacm import (
     ServerUnavailableError,
 )
 from aioacm.server import LocalACMServer
+from aioacm.stores import WRITTEN_RECHECK
 
 MakeClient = Callable[..., ACMClient]
 
@@ -468,11 +469,13 @@ async def test_snapshot_folder_missing_at_start_and_deleted_while_running(
         for path in snapshots.iterdir():
             path.unlink()
         snapshots.rmdir()  # a cleaner removed it
+        await asyncio.sleep(WRITTEN_RECHECK + 0.1)  # a written file is trusted that long
         assert await client.get("d", "g") == "v1"  # the same value again: written again
         outage = server.add_fault("get", status=503)
         assert await client.get("d", "g") == "v1"
         server.remove_fault(outage)
         (snapshots / "d+g+").unlink()  # only the file this time
+        await asyncio.sleep(WRITTEN_RECHECK + 0.1)
         assert await client.get("d", "g") == "v1"
         server.add_fault("get", status=503)
         assert await client.get("d", "g") == "v1"
