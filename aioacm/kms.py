@@ -232,28 +232,15 @@ class KMS:
             KMSError: KMS failed, the encrypted data key is missing, or the data is corrupt.
         """
         self.check(encrypting=False)
-        from alibabacloud_kms20160120 import models
-
         spec = envelope_key_spec(data_id)
         if spec is None:
-            body = await self._call(
-                "Decrypt",
-                key,
-                "decrypt_with_options_async",
-                models.DecryptRequest(ciphertext_blob=stored),
-            )
-            if not isinstance(body.plaintext, str):
+            plaintext = await self._kms_decrypt(key, stored)
+            if not isinstance(plaintext, str):
                 raise KMSError("KMS Decrypt answered no Plaintext", key=key)
-            return body.plaintext
+            return plaintext
         if not encrypted_key:
             raise KMSError("the item has no encrypted data key to decrypt it with", key=key)
-        body = await self._call(
-            "Decrypt",
-            key,
-            "decrypt_with_options_async",
-            models.DecryptRequest(ciphertext_blob=encrypted_key),
-        )
-        data_key = self._data_key(body.plaintext, spec, key)
+        data_key = self._data_key(await self._kms_decrypt(key, encrypted_key), spec, key)
         try:
             sealed = base64.b64decode(stored, validate=True)
             return _aes_ecb(data_key, sealed, encrypt=False).decode("utf-8")
@@ -263,6 +250,18 @@ class KMS:
                 f"the content cannot be decrypted with its data key ({type(exc).__name__})",
                 key=key,
             ) from None
+
+    async def _kms_decrypt(self, key: str, blob: str) -> object:
+        """KMS Decrypt of one ciphertext blob: its ``Plaintext`` (unchecked)."""
+        from alibabacloud_kms20160120 import models
+
+        body = await self._call(
+            "Decrypt",
+            key,
+            "decrypt_with_options_async",
+            models.DecryptRequest(ciphertext_blob=blob),
+        )
+        return body.plaintext
 
     @staticmethod
     def _data_key(plaintext: object, spec: str, key: str) -> bytes:

@@ -14,38 +14,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from helpers import aioacm_tasks
+from helpers import Recorder, aioacm_tasks, eventually
 
 from aioacm import ACMClient, ClientClosedError, ConfigChange, InvalidParameterError
 from aioacm.protocol import content_md5
 from aioacm.server import LocalACMServer
 
 MakeClient = Callable[..., ACMClient]
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait until ``predicate()`` holds (polling the loop), or fail."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.005)
-
-
-class Recorder:
-    """A sync callback that records what it was called with."""
-
-    def __init__(self) -> None:
-        self.calls: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        with self.lock:
-            self.calls.append(event)
-
-    @property
-    def contents(self) -> list[str | None]:
-        return [c["content"] for c in self.calls]
 
 
 @pytest.fixture
