@@ -24,6 +24,7 @@ import math
 import os
 import secrets
 import threading
+import time
 
 import aiofiles.os
 
@@ -82,6 +83,8 @@ class FileStore:
         self._unreadable: set[str] = set()  # keys whose file could not be read (warned)
         self._seq = itertools.count()  # orders the changes of this store
         self._landed: dict[str, int] = {}  # per key, the number of the change on disk
+        # per key, the write on its way: (digest of its content, its thread job)
+        self._pending: dict[str, tuple[int, asyncio.Future[bool]]] = {}
         self._lock = threading.Lock()
         self._recheck = recheck
         self._checked: dict[str, float] = {}  # per key, when its file was last known there
@@ -95,6 +98,25 @@ class FileStore:
             raise ValueError(f"not a store key: {key!r}")
         return os.path.join(self.base, key)
 
+    def known_absent(self, key: str) -> bool:
+        """True when a listing of the folder young enough for ``read`` lacks ``key``: ``read``
+        would return None without touching the disk. No I/O, no await (the fast path of
+        every ``get``, whose failover folder is nearly always empty)."""
+        return (
+            self._recheck is not None
+            and self._listing is not None
+            and key not in self._listing
+            and time.monotonic() - self._listed_at < self._recheck
+        )
+
+    def holds(self, key: str, content: str) -> bool:
+        """True when this process wrote ``content`` for ``key`` and saw its file less than
+        ``WRITTEN_RECHECK`` seconds ago: ``write`` would do nothing. No I/O, no await."""
+        return (
+            self._written.get(key) == _digest(content)
+            and time.monotonic() - self._checked.get(key, -math.inf) < WRITTEN_RECHECK
+        )
+
     async def read(self, key: str) -> str | None:
         """Return the stored content, or None when there is none or it cannot be read."""
         if self._recheck is not None:
@@ -105,7 +127,7 @@ class FileStore:
         """Like ``read``, but look the key up in a listing of the folder at most ``max_age``
         seconds old first: a file created since may be missed. For callers to whom the file
         is a hint (and for the failover store, whose ``read`` is this)."""
-        if asyncio.get_running_loop().time() - self._listed_at < max_age:
+        if time.monotonic() - self._listed_at < max_age:
             listing = self._listing
         else:
             listing = await self._names()
@@ -122,7 +144,7 @@ class FileStore:
         if future is None:
             # Stamped with the time it started: it shows every file that existed by then.
             future = self._listing_future = loop.run_in_executor(None, _list_names, self.base)
-            future.add_done_callback(functools.partial(self._listed, loop.time()))
+            future.add_done_callback(functools.partial(self._listed, time.monotonic()))
         # shield: a reader cancelled while waiting must not cancel the others' listing
         return await asyncio.shield(future)
 
@@ -154,28 +176,49 @@ class FileStore:
         # write, and a snapshot that silently stays missing fails the next outage. At most one
         # stat per key per WRITTEN_RECHECK seconds: a stat per get cost a thread hop per get.
         if self._written.get(key) == digest:
-            now = asyncio.get_running_loop().time()
-            if now - self._checked.get(key, -math.inf) < WRITTEN_RECHECK:
+            if self.holds(key, content):
                 return True
+            # Callers meanwhile trust this check instead of each starting their own (at a
+            # few thousand gets a second, a key's stat used to be repeated dozens of times).
+            self._checked[key] = time.monotonic()
             if await aiofiles.os.path.exists(path):
-                self._checked[key] = now
                 return True
+            self._checked.pop(key, None)
         self._written.pop(key, None)
-        seq = next(self._seq)
+        # The same content for the same key already on its way (concurrent first reads of
+        # a key): wait for that write instead of writing the file twice.
+        pending = self._pending.get(key)
+        if pending is None or pending[0] != digest:
+            seq = next(self._seq)
+            job = asyncio.get_running_loop().run_in_executor(
+                None, self._write_file, key, path, content, seq
+            )
+            pending = self._pending[key] = (digest, job)
+            job.add_done_callback(functools.partial(self._wrote, key, path, digest, seq))
         try:
-            landed = await asyncio.to_thread(self._write_file, key, path, content, seq)
-        except OSError as exc:
-            self._warn(f"cannot write {self.name} file {path}: {exc}")
-            return False
-        if landed and self._landed.get(key) == seq:
-            self._written[key] = digest
-            self._checked[key] = asyncio.get_running_loop().time()
+            # shield: a cancelled caller leaves the write to finish for the others
+            await asyncio.shield(pending[1])
+        except OSError:
+            return False  # warned by _wrote
         return True
+
+    def _wrote(self, key: str, path: str, digest: int, seq: int, job: asyncio.Future[bool]) -> None:
+        if self._pending.get(key, (None, None))[1] is job:
+            del self._pending[key]
+        if job.cancelled():
+            return
+        exc = job.exception()
+        if isinstance(exc, OSError):
+            self._warn(f"cannot write {self.name} file {path}: {exc}")
+        elif exc is None and job.result() and self._landed.get(key) == seq:
+            self._written[key] = digest
+            self._checked[key] = time.monotonic()
 
     async def delete(self, key: str) -> None:
         """Remove the file of ``key`` if it exists."""
         path = self.path(key)
         self._written.pop(key, None)
+        self._pending.pop(key, None)  # a later write of that content must not join it
         try:
             await asyncio.to_thread(self._delete_file, key, path, next(self._seq))
         except OSError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -184,3 +185,123 @@ async def test_read_if_listed_is_a_hint_and_read_stays_exact(tmp_path: Path) -> 
     assert await store.read_if_listed("k+g+", 60) is None  # the listing is younger than 60 s
     assert await store.read_if_listed("k+g+", 0) == "v"
     assert await store.read("k+g+") == "v"  # a store made without recheck reads the file
+
+
+# -- the hot path of every get ----------------------------------------------------------------
+
+
+def _count_write_jobs(monkeypatch: pytest.MonkeyPatch, store: FileStore) -> list[str]:
+    jobs: list[str] = []
+    real = store._write_file
+
+    def counting(key: str, path: str, content: str, seq: int) -> bool:
+        jobs.append(content)
+        return real(key, path, content, seq)
+
+    monkeypatch.setattr(store, "_write_file", counting)
+    return jobs
+
+
+async def test_concurrent_writes_of_one_content_share_one_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FileStore(str(tmp_path), name="snapshot")
+    jobs = _count_write_jobs(monkeypatch, store)
+    # 50 concurrent first reads of one key bring the same content: one write, all told True
+    assert await asyncio.gather(*(store.write("k+g+", "v") for _ in range(50))) == [True] * 50
+    assert jobs == ["v"]
+    assert (tmp_path / "k+g+").read_text() == "v"
+    # a different content is a write of its own, and the newest one wins
+    await asyncio.gather(store.write("k+g+", "a"), store.write("k+g+", "b"))
+    assert jobs == ["v", "a", "b"]
+    assert (tmp_path / "k+g+").read_text() == "b"
+
+
+async def test_a_shared_write_survives_a_cancelled_caller(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FileStore(str(tmp_path), name="snapshot")
+    jobs = _count_write_jobs(monkeypatch, store)
+    first = asyncio.ensure_future(store.write("k+g+", "v"))
+    second = asyncio.ensure_future(store.write("k+g+", "v"))
+    await asyncio.sleep(0)
+    first.cancel()
+    assert await second is True
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert jobs == ["v"]
+    assert (tmp_path / "k+g+").read_text() == "v"
+    assert store.holds("k+g+", "v")
+
+
+async def test_a_delete_is_not_undone_by_joining_an_older_write(tmp_path: Path) -> None:
+    store = FileStore(str(tmp_path), name="snapshot")
+    writing = asyncio.ensure_future(store.write("k+g+", "v"))
+    await asyncio.sleep(0)  # the write is on its way
+    await store.delete("k+g+")
+    # the same content again, after the delete: a new write, not the older one (which the
+    # delete outranks and which may therefore never land)
+    assert await store.write("k+g+", "v")
+    await writing
+    assert (tmp_path / "k+g+").read_text() == "v"
+
+
+async def test_a_failed_shared_write_warns_once_and_reports_false(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    store = FileStore(str(tmp_path / "file" / "snap"), name="snapshot")
+    with caplog.at_level(logging.DEBUG, logger="aioacm"):
+        results = await asyncio.gather(*(store.write("k+g+", "v") for _ in range(5)))
+    assert results == [False] * 5
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1
+    assert not store.holds("k+g+", "v")
+
+
+async def test_concurrent_rechecks_of_a_written_file_share_one_stat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aioacm import stores
+
+    store = FileStore(str(tmp_path), name="snapshot")
+    await store.write("k+g+", "v")
+    stats = 0
+    real = stores.aiofiles.os.path.exists
+
+    async def counting(path: str) -> bool:
+        nonlocal stats
+        stats += 1
+        return await real(path)
+
+    monkeypatch.setattr(stores.aiofiles.os.path, "exists", counting)
+    store._checked["k+g+"] = time.monotonic() - stores.WRITTEN_RECHECK  # due for a recheck
+    assert not store.holds("k+g+", "v")
+    results = await asyncio.gather(*(store.write("k+g+", "v") for _ in range(30)))
+    assert results == [True] * 30
+    assert stats == 1
+    assert store.holds("k+g+", "v")
+    # the file gone behind the store's back: the next due recheck finds out and rewrites it
+    (tmp_path / "k+g+").unlink()
+    store._checked["k+g+"] = time.monotonic() - stores.WRITTEN_RECHECK
+    assert await store.write("k+g+", "v")
+    assert (tmp_path / "k+g+").read_text() == "v"
+
+
+async def test_holds_and_known_absent_answer_without_io(tmp_path: Path) -> None:
+    snapshots = FileStore(str(tmp_path / "snap"), name="snapshot")
+    assert not snapshots.holds("k+g+", "v")
+    await snapshots.write("k+g+", "v")
+    assert snapshots.holds("k+g+", "v")
+    assert not snapshots.holds("k+g+", "other")
+    assert not snapshots.known_absent("k+g+")  # a store without recheck never claims that
+
+    failover = FileStore(str(tmp_path / "data"), name="failover", recheck=60)
+    assert not failover.known_absent("k+g+")  # never listed yet
+    assert await failover.read("k+g+") is None
+    assert failover.known_absent("k+g+")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "k+g+").write_text("pinned", encoding="utf-8")
+    stale = FileStore(str(tmp_path / "data"), name="failover", recheck=0)
+    assert await stale.read("k+g+") == "pinned"
+    assert not stale.known_absent("k+g+")  # a listing older than ``recheck`` proves nothing
