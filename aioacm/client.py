@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from types import TracebackType
 from typing import Any
 
@@ -56,6 +56,8 @@ WatchCallback = Callable[[dict[str, Any]], Any]
 
 # ``ACMClient.list`` shadows the builtin inside the class body.
 ItemList = list[dict[str, str]]
+# Distinct (data_id, group) pairs whose checks are remembered; past it the memory starts over.
+_KEY_CACHE_SIZE = 4096
 
 
 def _check_endpoint(endpoint: object) -> str:
@@ -141,6 +143,8 @@ class ACMClient:
         self._options = Options()
         self._ram_role: RamRoleCredentialsProvider | None = None
         self._kms: KMS | None = None
+        # (data_id, group) as given -> what _key makes of them (bounded: _KEY_CACHE_SIZE)
+        self._keys: dict[tuple[object, object], tuple[str, str, str]] = {}
         self._make_stores(snapshots=True, failover=True)
         if ram_role_name is not None:
             options = {**options, "ram_role_name": ram_role_name}
@@ -353,12 +357,22 @@ class ACMClient:
         return float(timeout)
 
     def _key(self, data_id: object, group: object) -> tuple[str, str, str]:
-        data_id = validate_data_id(data_id)
-        group = normalize_group(group)
-        return data_id, group, cache_key(data_id, group, self._namespace)
+        """``(data_id, group, cache key)`` checked and normalized; InvalidParameterError."""
+        try:
+            return self._keys[data_id, group]  # every get: the checks ran once per key
+        except (KeyError, TypeError):
+            pass
+        checked_id = validate_data_id(data_id)
+        checked_group = normalize_group(group)
+        result = checked_id, checked_group, cache_key(checked_id, checked_group, self._namespace)
+        if type(data_id) is str and (group is None or type(group) is str):
+            if len(self._keys) >= _KEY_CACHE_SIZE:
+                self._keys.clear()
+            self._keys[data_id, group] = result
+        return result
 
-    def _tenant_fields(self) -> list[tuple[str, str]]:
-        return [("tenant", self._namespace)] if self._namespace else []
+    def _tenant_fields(self) -> tuple[tuple[str, str], ...]:
+        return (("tenant", self._namespace),) if self._namespace else ()
 
     # -- operations -------------------------------------------------------------------------
 
@@ -413,32 +427,93 @@ class ACMClient:
         raw, _data_key = await self._lookup(data_id, group, key, timeout, no_snapshot)
         return raw
 
-    async def _lookup(
+    def _lookup(
         self, data_id: str, group: str, key: str, timeout: object, no_snapshot: object
-    ) -> tuple[str | None, str | None]:
-        """The lookup chain: ``(stored content, encrypted data key)``."""
+    ) -> Coroutine[Any, Any, tuple[str | None, str | None]]:
+        """The lookup chain: ``(stored content, encrypted data key)``.
+
+        A plain function that checks the arguments (raising before any I/O) and returns the
+        coroutine doing the lookup: when the failover folder is known not to hold the key
+        (nearly always), that is the server read itself, one coroutine fewer per ``get``.
+        """
         seconds = self._timeout(timeout)
         if no_snapshot is None:
             no_snapshot = self._options.no_snapshot
         elif not isinstance(no_snapshot, bool):
             raise InvalidParameterError(f"no_snapshot must be True or False, not {no_snapshot!r}")
-        self._open()
+        transport = self._open()
         envelope = envelope_key_spec(data_id) is not None
+        if self._failover.known_absent(key):
+            return self._from_server(transport, data_id, group, key, seconds, no_snapshot, envelope)
+        return self._from_failover(transport, data_id, group, key, seconds, no_snapshot, envelope)
+
+    async def _from_failover(
+        self,
+        transport: Transport,
+        data_id: str,
+        group: str,
+        key: str,
+        timeout: float,
+        no_snapshot: bool,
+        envelope: bool,
+    ) -> tuple[str | None, str | None]:
+        """The failover file if there is one, else ``_from_server``."""
         content = await self._failover.read(key)
         if content is not None:
             logger.debug("get %s: served from the failover file", key)
             return content, (await self._failover_keys.read(key) if envelope else None)
+        return await self._from_server(
+            transport, data_id, group, key, timeout, no_snapshot, envelope
+        )
 
+    async def _from_server(
+        self,
+        transport: Transport,
+        data_id: str,
+        group: str,
+        key: str,
+        timeout: float,
+        no_snapshot: bool,
+        envelope: bool,
+        fallback: bool = True,
+    ) -> tuple[str | None, str | None]:
+        """Read one item from the servers, keeping its snapshot (and data key) in step; when
+        every server fails, the snapshot unless ``no_snapshot`` or not ``fallback``."""
         try:
-            return await self._fetch_server(data_id, group, key, seconds, no_snapshot)
+            resp = await transport.request(
+                "GET",
+                CONFIG_PATH,
+                query=(("dataId", data_id), ("group", group), *self._tenant_fields()),
+                sign=(self._namespace or None, group),
+                timeout=timeout,
+                key=key,
+            )
         except (ServerUnavailableError, CredentialsError) as exc:
-            if no_snapshot:
+            if no_snapshot or not fallback:
                 raise
             content = await self._snapshots.read(key)
             if content is None:
                 raise
             logger.warning("get %s: served from the snapshot: %s", key, exc)
             return content, (await self._snapshot_keys.read(key) if envelope else None)
+        if resp.status == 404:
+            logger.debug("get %s: not found on %s", key, resp.server)
+            await self._snapshots.delete(key)
+            if envelope:
+                await self._snapshot_keys.delete(key)
+            return None, None
+        content = decode_content(resp.body)
+        data_key = (resp.headers.get(DATA_KEY_HEADER) or None) if envelope else None
+        if not no_snapshot:
+            if envelope:
+                # the data key first: a content snapshot is never newer than its key
+                if data_key is None:
+                    await self._snapshot_keys.delete(key)
+                else:
+                    await self._snapshot_keys.write(key, data_key)
+            if not self._snapshots.holds(key, content):
+                await self._snapshots.write(key, content)
+        return content, data_key
 
     async def _fetch_server(
         self,
@@ -448,38 +523,21 @@ class ACMClient:
         timeout: float | None = None,
         no_snapshot: bool | None = None,
     ) -> tuple[str | None, str | None]:
-        """Read one item from the servers, keeping its snapshot in step.
+        """Read one item from the servers, keeping its snapshot in step (no fallback).
 
         Returns:
             ``(content, encrypted data key)``; the key only for envelope-encrypted items.
         """
-        transport = self._open()
-        resp = await transport.request(
-            "GET",
-            CONFIG_PATH,
-            query=[("dataId", data_id), ("group", group), *self._tenant_fields()],
-            sign=(self._namespace or None, group),
-            timeout=self._options.default_timeout if timeout is None else timeout,
-            key=key,
+        return await self._from_server(
+            self._open(),
+            data_id,
+            group,
+            key,
+            self._options.default_timeout if timeout is None else timeout,
+            self._options.no_snapshot if no_snapshot is None else no_snapshot,
+            envelope_key_spec(data_id) is not None,
+            fallback=False,
         )
-        envelope = envelope_key_spec(data_id) is not None
-        if resp.status == 404:
-            logger.debug("get %s: not found on %s", key, resp.server)
-            await self._snapshots.delete(key)
-            if envelope:
-                await self._snapshot_keys.delete(key)
-            return None, None
-        content = decode_content(resp.body)
-        data_key = (resp.headers.get(DATA_KEY_HEADER) or None) if envelope else None
-        if not (self._options.no_snapshot if no_snapshot is None else no_snapshot):
-            if envelope:
-                # the data key first: a content snapshot is never newer than its key
-                if data_key is None:
-                    await self._snapshot_keys.delete(key)
-                else:
-                    await self._snapshot_keys.write(key, data_key)
-            await self._snapshots.write(key, content)
-        return content, data_key
 
     async def publish(
         self, data_id: str, group: str | None, content: str, timeout: float | None = None

@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 CIPHER_PREFIX = "cipher-"
 _ENVELOPE_PREFIXES = {"cipher-kms-aes-128-": "AES_128", "cipher-kms-aes-256-": "AES_256"}
+_ENVELOPE_STEM = "cipher-kms-aes-"
 _KEY_BYTES = {"AES_128": 16, "AES_256": 32}
 _EXTRA_HINT = "install the KMS extra: pip install 'aioacm[kms]'"
 
@@ -44,6 +45,8 @@ def is_cipher(data_id: str) -> bool:
 
 def envelope_key_spec(data_id: str) -> str | None:
     """``AES_128``/``AES_256`` for envelope-encrypted ids, None for the others."""
+    if not data_id.startswith(_ENVELOPE_STEM):  # one test for nearly every id (every get)
+        return None
     for prefix, spec in _ENVELOPE_PREFIXES.items():
         if data_id.startswith(prefix):
             return spec
