@@ -103,6 +103,31 @@ async def test_bad_input_is_refused_before_any_request(
     assert server.request_count() == 0
 
 
+async def test_checked_keys_are_remembered_without_letting_bad_ones_through(
+    server: LocalACMServer, make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aioacm import client as client_module
+
+    server.set_config("d", "DEFAULT_GROUP", "v")
+    server.set_config("d", "g", "w")
+    monkeypatch.setattr(client_module, "_KEY_CACHE_SIZE", 3)
+    async with make_client(server.endpoint, cai_enabled=False) as client:
+        for _ in range(2):  # the second round is answered from the memo
+            assert await client.get("d", None) == "v"
+            assert await client.get("d", "") == "v"
+            assert await client.get("d", " g ") == "w"
+        assert len(client._keys) == 3
+        # other types, hashable or not: checked (and refused) as ever, never remembered
+        for data_id, group in ((b"d", None), ("d", b"g"), (["d"], None), ("d", ["g"])):
+            with pytest.raises(InvalidParameterError, match="must be a str"):
+                await client.get(data_id, group)  # type: ignore[arg-type]
+        with pytest.raises(InvalidParameterError, match="dataId"):
+            await client.get("bad id", None)
+        assert await client.get("d", "g") == "w"  # a fourth pair: the memo starts over
+        assert list(client._keys) == [("d", "g")]
+    assert server.request_count("get") == 7
+
+
 # -- the lookup chain -------------------------------------------------------------------------
 
 
@@ -115,6 +140,24 @@ async def test_failover_file_wins_without_asking_the_server(
     async with make_client(server.endpoint, cai_enabled=False) as client:
         assert await client.get("d", "g") == "failover value"
     assert server.request_count("get") == 0
+
+
+async def test_failover_file_added_later_is_used_within_the_recheck(
+    server: LocalACMServer, make_client: MakeClient, tmp_path: Path
+) -> None:
+    from aioacm.stores import FAILOVER_RECHECK
+
+    server.set_config("d", "g", "server value")
+    async with make_client(server.endpoint, cai_enabled=False) as client:
+        assert await client.get("d", "g") == "server value"
+        assert client._failover.known_absent("d+g+")  # the fast path: no file, no I/O
+        (tmp_path / "data").mkdir()
+        (tmp_path / "data" / "d+g+").write_text("failover value", encoding="utf-8")
+        await asyncio.sleep(FAILOVER_RECHECK + 0.1)
+        assert await client.get("d", "g") == "failover value"
+        (tmp_path / "data" / "d+g+").unlink()  # a listed file is read every time
+        assert await client.get("d", "g") == "server value"
+    assert server.request_count("get") == 2
 
 
 async def test_server_answer_is_saved_as_snapshot(
