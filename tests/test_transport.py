@@ -45,6 +45,35 @@ async def test_waiting_longer_than_the_timeout_raises_and_leaves_no_waiter() -> 
     assert limiter.try_acquire()
 
 
+async def test_waiters_with_different_timeouts_each_expire_at_their_own() -> None:
+    limiter = _FairLimiter(1)
+    assert limiter.try_acquire()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    expired: dict[float, float] = {}
+
+    async def wait(timeout: float) -> None:
+        try:
+            await limiter.acquire(timeout)
+        except asyncio.TimeoutError:
+            expired[timeout] = loop.time() - started
+        else:
+            limiter.release()
+
+    # one timer serves the queue: a later, shorter deadline must still be kept, and the
+    # longest waiter gets the slot once it is released in time
+    tasks = [asyncio.create_task(wait(t)) for t in (0.3, 0.05, 0.15, 5)]
+    await asyncio.sleep(0.4)
+    assert sorted(expired) == [0.05, 0.15, 0.3]
+    for timeout, elapsed in expired.items():
+        assert timeout <= elapsed < timeout + 0.1
+    limiter.release()
+    await asyncio.wait_for(asyncio.gather(*tasks), 1)
+    assert 5 not in expired
+    assert limiter._timer is None  # nobody waits: no timer left behind
+    assert limiter.try_acquire()
+
+
 async def test_a_waiter_cancelled_as_its_slot_arrives_passes_the_slot_on() -> None:
     limiter = _FairLimiter(1)
     assert limiter.try_acquire()
