@@ -10,7 +10,7 @@ import os
 import warnings
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 
@@ -56,8 +56,21 @@ WatchCallback = Callable[[dict[str, Any]], Any]
 
 # ``ACMClient.list`` shadows the builtin inside the class body.
 ItemList = list[dict[str, str]]
-# Distinct (data_id, group) pairs whose checks are remembered; past it the memory starts over.
-_KEY_CACHE_SIZE = 4096
+# Distinct (data_id, group) pairs remembered for gets (about 600 bytes each); past it the
+# memory starts over.
+_KEY_CACHE_SIZE = 1024
+
+
+class _Item(NamedTuple):
+    """One config item, checked, with what every get of it sends (made once per key)."""
+
+    data_id: str
+    group: str
+    key: str  # the cache key: file name and watch key
+    query: tuple[tuple[str, str], ...]  # the GET's query
+    sign: tuple[str | None, str]  # (tenant, group) for the signature
+    envelope: bool  # envelope-encrypted (cipher-kms-aes-*): has a data key
+    cipher: bool  # stored encrypted when KMS is on
 
 
 def _check_endpoint(endpoint: object) -> str:
@@ -143,8 +156,8 @@ class ACMClient:
         self._options = Options()
         self._ram_role: RamRoleCredentialsProvider | None = None
         self._kms: KMS | None = None
-        # (data_id, group) as given -> what _key makes of them (bounded: _KEY_CACHE_SIZE)
-        self._keys: dict[tuple[object, object], tuple[str, str, str]] = {}
+        # (data_id, group) as given -> the item they name (bounded: _KEY_CACHE_SIZE)
+        self._items: dict[tuple[object, object], _Item] = {}
         self._make_stores(snapshots=True, failover=True)
         if ram_role_name is not None:
             options = {**options, "ram_role_name": ram_role_name}
@@ -356,20 +369,35 @@ class ACMClient:
             raise InvalidParameterError(f"timeout must be a positive number, not {timeout!r}")
         return float(timeout)
 
-    def _key(self, data_id: object, group: object) -> tuple[str, str, str]:
-        """``(data_id, group, cache key)`` checked and normalized; InvalidParameterError."""
+    def _item(self, data_id: object, group: object, remember: bool = True) -> _Item:
+        """The item ``(data_id, group)`` names, checked and normalized; InvalidParameterError.
+        ``remember``: keep it for the next call (gets); watchers, which may cover tens of
+        thousands of keys each fetched now and then, pass False."""
         try:
-            return self._keys[data_id, group]  # every get: the checks ran once per key
+            return self._items[data_id, group]  # every get: the checks ran once per key
         except (KeyError, TypeError):
             pass
         checked_id = validate_data_id(data_id)
         checked_group = normalize_group(group)
-        result = checked_id, checked_group, cache_key(checked_id, checked_group, self._namespace)
-        if type(data_id) is str and (group is None or type(group) is str):
-            if len(self._keys) >= _KEY_CACHE_SIZE:
-                self._keys.clear()
-            self._keys[data_id, group] = result
-        return result
+        item = _Item(
+            checked_id,
+            checked_group,
+            cache_key(checked_id, checked_group, self._namespace),
+            (("dataId", checked_id), ("group", checked_group), *self._tenant_fields()),
+            (self._namespace or None, checked_group),
+            envelope_key_spec(checked_id) is not None,
+            is_cipher(checked_id),
+        )
+        if remember and type(data_id) is str and (group is None or type(group) is str):
+            if len(self._items) >= _KEY_CACHE_SIZE:
+                self._items.clear()
+            self._items[data_id, group] = item
+        return item
+
+    def _key(self, data_id: object, group: object) -> tuple[str, str, str]:
+        """``(data_id, group, cache key)`` checked and normalized; InvalidParameterError."""
+        item = self._item(data_id, group, remember=False)
+        return item.data_id, item.group, item.key
 
     def _tenant_fields(self) -> tuple[tuple[str, str], ...]:
         return (("tenant", self._namespace),) if self._namespace else ()
@@ -406,14 +434,14 @@ class ACMClient:
                 snapshot to fall back to.
             KMSError: the item could not be decrypted.
         """
-        data_id, group, key = self._key(data_id, group)
-        kms = self._kms_for(data_id)
+        item = self._item(data_id, group)
+        kms = self._kms_for(item.data_id) if item.cipher else None
         if kms is not None:
             kms.check(encrypting=False)
-        raw, data_key = await self._lookup(data_id, group, key, timeout, no_snapshot)
+        raw, data_key = await self._lookup(item, timeout, no_snapshot)
         if kms is None or raw is None:
             return raw
-        return await kms.decrypt(data_id, key, raw, data_key)
+        return await kms.decrypt(item.data_id, item.key, raw, data_key)
 
     async def get_raw(
         self,
@@ -423,12 +451,11 @@ class ACMClient:
         no_snapshot: bool | None = None,
     ) -> str | None:
         """Like ``get``, but never decrypts (``cipher-`` items come back as stored)."""
-        data_id, group, key = self._key(data_id, group)
-        raw, _data_key = await self._lookup(data_id, group, key, timeout, no_snapshot)
+        raw, _data_key = await self._lookup(self._item(data_id, group), timeout, no_snapshot)
         return raw
 
     def _lookup(
-        self, data_id: str, group: str, key: str, timeout: object, no_snapshot: object
+        self, item: _Item, timeout: object, no_snapshot: object
     ) -> Coroutine[Any, Any, tuple[str | None, str | None]]:
         """The lookup chain: ``(stored content, encrypted data key)``.
 
@@ -436,57 +463,41 @@ class ACMClient:
         coroutine doing the lookup: when the failover folder is known not to hold the key
         (nearly always), that is the server read itself, one coroutine fewer per ``get``.
         """
-        seconds = self._timeout(timeout)
+        seconds = self._options.default_timeout if timeout is None else self._timeout(timeout)
         if no_snapshot is None:
             no_snapshot = self._options.no_snapshot
         elif not isinstance(no_snapshot, bool):
             raise InvalidParameterError(f"no_snapshot must be True or False, not {no_snapshot!r}")
         transport = self._open()
-        envelope = envelope_key_spec(data_id) is not None
-        if self._failover.known_absent(key):
-            return self._from_server(transport, data_id, group, key, seconds, no_snapshot, envelope)
-        return self._from_failover(transport, data_id, group, key, seconds, no_snapshot, envelope)
+        if self._failover.known_absent(item.key):
+            return self._from_server(transport, item, seconds, no_snapshot)
+        return self._from_failover(transport, item, seconds, no_snapshot)
 
     async def _from_failover(
-        self,
-        transport: Transport,
-        data_id: str,
-        group: str,
-        key: str,
-        timeout: float,
-        no_snapshot: bool,
-        envelope: bool,
+        self, transport: Transport, item: _Item, timeout: float, no_snapshot: bool
     ) -> tuple[str | None, str | None]:
         """The failover file if there is one, else ``_from_server``."""
+        key = item.key
         content = await self._failover.read(key)
         if content is not None:
             logger.debug("get %s: served from the failover file", key)
-            return content, (await self._failover_keys.read(key) if envelope else None)
-        return await self._from_server(
-            transport, data_id, group, key, timeout, no_snapshot, envelope
-        )
+            return content, (await self._failover_keys.read(key) if item.envelope else None)
+        return await self._from_server(transport, item, timeout, no_snapshot)
 
     async def _from_server(
         self,
         transport: Transport,
-        data_id: str,
-        group: str,
-        key: str,
+        item: _Item,
         timeout: float,
         no_snapshot: bool,
-        envelope: bool,
         fallback: bool = True,
     ) -> tuple[str | None, str | None]:
         """Read one item from the servers, keeping its snapshot (and data key) in step; when
         every server fails, the snapshot unless ``no_snapshot`` or not ``fallback``."""
+        key, envelope = item.key, item.envelope
         try:
             resp = await transport.request(
-                "GET",
-                CONFIG_PATH,
-                query=(("dataId", data_id), ("group", group), *self._tenant_fields()),
-                sign=(self._namespace or None, group),
-                timeout=timeout,
-                key=key,
+                "GET", CONFIG_PATH, query=item.query, sign=item.sign, timeout=timeout, key=key
             )
         except (ServerUnavailableError, CredentialsError) as exc:
             if no_snapshot or not fallback:
@@ -519,7 +530,6 @@ class ACMClient:
         self,
         data_id: str,
         group: str,
-        key: str,
         timeout: float | None = None,
         no_snapshot: bool | None = None,
     ) -> tuple[str | None, str | None]:
@@ -528,14 +538,12 @@ class ACMClient:
         Returns:
             ``(content, encrypted data key)``; the key only for envelope-encrypted items.
         """
+        item = self._item(data_id, group, remember=False)
         return await self._from_server(
             self._open(),
-            data_id,
-            group,
-            key,
+            item,
             self._options.default_timeout if timeout is None else timeout,
             self._options.no_snapshot if no_snapshot is None else no_snapshot,
-            envelope_key_spec(data_id) is not None,
             fallback=False,
         )
 

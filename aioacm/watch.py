@@ -349,7 +349,7 @@ class WatchManager:
                 return True  # no longer watched
             client = self.client
             try:
-                raw, data_key = await client._fetch_server(state.data_id, state.group, state.key)
+                raw, data_key = await client._fetch_server(state.data_id, state.group)
                 content = await client._reveal(state.data_id, state.key, raw, data_key)
             except ACMException as exc:
                 # state is untouched: the next probe still reports the key, and it is retried

@@ -116,7 +116,7 @@ async def test_checked_keys_are_remembered_without_letting_bad_ones_through(
             assert await client.get("d", None) == "v"
             assert await client.get("d", "") == "v"
             assert await client.get("d", " g ") == "w"
-        assert len(client._keys) == 3
+        assert len(client._items) == 3
         # other types, hashable or not: checked (and refused) as ever, never remembered
         for data_id, group in ((b"d", None), ("d", b"g"), (["d"], None), ("d", ["g"])):
             with pytest.raises(InvalidParameterError, match="must be a str"):
@@ -124,7 +124,7 @@ async def test_checked_keys_are_remembered_without_letting_bad_ones_through(
         with pytest.raises(InvalidParameterError, match="dataId"):
             await client.get("bad id", None)
         assert await client.get("d", "g") == "w"  # a fourth pair: the memo starts over
-        assert list(client._keys) == [("d", "g")]
+        assert list(client._items) == [("d", "g")]
     assert server.request_count("get") == 7
 
 
