@@ -333,8 +333,8 @@ class Transport:
                         await limiter.acquire(timeout)
                     try:
                         # Not ``async with``: two coroutines fewer per request. read() leaves
-                        # the connection released (or closed, on an error) and the body
-                        # writer finished; release() is then only a guarantee.
+                        # the connection released (or closed, on an error or a cancellation)
+                        # and the body writer finished, so nothing is left to release.
                         resp = await self.session.request(
                             method,
                             url,
@@ -346,10 +346,7 @@ class Transport:
                             # the STS token to whatever host it names
                             allow_redirects=False,
                         )
-                        try:
-                            payload = await resp.read()
-                        finally:
-                            resp.release()
+                        payload = await resp.read()
                     finally:
                         if limiter is not None:
                             limiter.release()
