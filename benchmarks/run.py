@@ -23,26 +23,22 @@ import argparse
 import asyncio
 import json
 import os
-import re
-import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import report
-from _common import GROUP, content_for, parse_result
+from _common import GROUP, content_for
+from cli_bench import CLI_NAMESPACE, bench_cli, import_times
+from procs import Server, log, plan_pins, run_worker
 
 HERE = Path(__file__).resolve().parent
-BIN = Path(sys.executable).parent
 NAMESPACE = "bench"
-CLI_NAMESPACE = "cli"
-CLI_ALIAS = "bench-cli"
 SECTIONS = ("import", "get", "watch", "cli")
 
 
@@ -119,68 +115,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-# -- CPUs -------------------------------------------------------------------------------------
-
-# The server runs on the first CPU, every client process (tree) on the others, so a client
-# never competes with the server for a core. Unpinned, the kernel placed them differently from
-# one run to the next and throughput came in two modes twice apart (5,800 or 13,000 gets/s
-# for the same floor run).
-PINS: dict[str, set[int] | None] = {"server": None, "clients": None}
-
-
-def plan_pins(enabled: bool) -> dict[str, list[int]] | None:
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    if not enabled or len(cpus) < 2:
-        return None
-    PINS["server"], PINS["clients"] = {cpus[0]}, set(cpus[1:])
-    return {"server": cpus[:1], "clients": cpus[1:]}
-
-
-def pinned(role: str) -> Callable[[], None] | None:
-    """A ``preexec_fn`` that pins the child (and everything it starts) to ``role``'s CPUs."""
-    cpus = PINS[role]
-    if cpus is None:
-        return None
-    return lambda: os.sched_setaffinity(0, cpus)
-
-
-# -- the server -----------------------------------------------------------------------------
-
-
-class Server:
-    """``python -m aioacm.server`` on a free loopback port, in its own process."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.log = open(workdir / "server.log", "w")  # noqa: SIM115 (closed in stop())
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "aioacm.server", "--port", "0", "--log-level", "WARNING"],
-            stdout=subprocess.PIPE,
-            stderr=self.log,
-            text=True,
-            preexec_fn=pinned("server"),
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        match = re.search(r"listening on (\S+):(\d+)", line)
-        if match is None:
-            self.stop()
-            raise RuntimeError(f"the server did not start: {line!r}")
-        self.host, self.port = match.group(1), int(match.group(2))
-
-    @property
-    def endpoint(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
-
-
 async def populate(endpoint: str, items: list[tuple[str, str, str, str]]) -> None:
     """Publish ``(namespace, data_id, group, content)`` items, 64 at a time."""
     from aioacm import ACMClient
@@ -200,40 +134,6 @@ async def populate(endpoint: str, items: list[tuple[str, str, str, str]]) -> Non
     finally:
         for client in clients.values():
             await client.aclose()
-
-
-# -- running workers --------------------------------------------------------------------------
-
-
-def run_worker(script: str, cfg: dict[str, Any], workdir: Path, timeout: float) -> dict[str, Any]:
-    """Run one worker process; its result, or ``{"error": ...}``."""
-    cwd = Path(tempfile.mkdtemp(prefix=f"{cfg['client']}-", dir=workdir))
-    cfg = {**cfg, "workdir": str(cwd)}
-    try:
-        proc = subprocess.run(
-            [sys.executable, str(HERE / script), json.dumps(cfg)],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            preexec_fn=pinned("clients"),
-        )
-    except subprocess.TimeoutExpired:
-        return {"error": f"worker timed out after {timeout:.0f} s"}
-    (cwd / "stderr.log").write_text(proc.stderr)
-    try:
-        if proc.returncode != 0:
-            raise ValueError(f"exit status {proc.returncode}")
-        return parse_result(proc.stdout)
-    except ValueError as exc:
-        tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
-        return {"error": f"{exc}: {tail}"}
-    finally:
-        shutil.rmtree(cwd, ignore_errors=True)
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def bench_gets(args: argparse.Namespace, server: Server, workdir: Path) -> dict[str, Any]:
@@ -291,125 +191,6 @@ def bench_watch(args: argparse.Namespace, server: Server, workdir: Path) -> dict
                 log(f"watch {size} {client} run {repeat + 1}: {report.brief_watch(result)}")
         out[str(size)] = runs
     return out
-
-
-# -- the CLI ----------------------------------------------------------------------------------
-
-
-def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> dict[str, Any]:
-    """Run a command; wall seconds and its CPU seconds (user + system)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    proc = subprocess.run(
-        cmd,
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        preexec_fn=pinned("clients"),
-    )
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    if proc.returncode != 0:
-        tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
-        raise RuntimeError(f"{' '.join(cmd[1:3])} failed ({proc.returncode}): {tail}")
-    return {"wall_s": wall, "cpu_s": cpu}
-
-
-def sync_cli_config(endpoint: str) -> dict[str, Any]:
-    # ``acm add 127.0.0.1:PORT:ns`` splits at the first ":" (endpoint 127.0.0.1, namespace
-    # "PORT:ns"), so the sync CLI cannot be pointed at a port other than 8080 by its own
-    # command: write the settings file it would have written.
-    return {
-        "endpoints": {
-            endpoint: {
-                "tls": False,
-                "is_current": True,
-                "region_id": None,
-                "kms_enabled": False,
-                "namespaces": {
-                    CLI_NAMESPACE: {
-                        "is_current": True,
-                        "ak": None,
-                        "sk": None,
-                        "alias": CLI_ALIAS,
-                        "kms_ak": None,
-                        "kms_secret": None,
-                        "key_id": None,
-                        "ram_role_name": None,
-                        "updated": "2024-01-01 00:00:00",
-                    }
-                },
-            }
-        }
-    }
-
-
-def cli_run(kind: str, endpoint: str, items: int, workdir: Path) -> dict[str, Any]:
-    exe = BIN / ("acm" if kind == "sync" else "aioacm")
-    if not exe.exists():
-        return {"skipped": f"{kind} CLI not installed"}
-    home = Path(tempfile.mkdtemp(prefix=f"cli-{kind}-", dir=workdir))
-    env = {**os.environ, "HOME": str(home)}
-    export_dir = home / "export"
-    try:
-        if kind == "sync":
-            (home / ".acm.json").write_text(json.dumps(sync_cli_config(endpoint)))
-        else:
-            timed([str(exe), "add", f"{endpoint}:{CLI_NAMESPACE}", "-n", CLI_ALIAS], env, home)
-        export = timed([str(exe), "export", "-d", str(export_dir), "-n", CLI_ALIAS], env, home)
-        files = sum(len(names) for _, _, names in os.walk(export_dir))
-        if files != items:
-            raise RuntimeError(f"export wrote {files} files, expected {items}")
-        imported = timed(
-            [str(exe), "import", "-d", str(export_dir), "-n", CLI_ALIAS, "--force"], env, home
-        )
-        return {"export": export, "import": imported, "files": files}
-    except (RuntimeError, subprocess.TimeoutExpired) as exc:
-        return {"error": str(exc)}
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
-
-
-def bench_cli(args: argparse.Namespace, server: Server, workdir: Path) -> dict[str, Any]:
-    runs: dict[str, list[dict[str, Any]]] = {"aioacm": [], "sync": []}
-    for repeat in range(args.repeats):
-        for kind in runs:
-            if runs[kind] and "skipped" in runs[kind][-1]:
-                continue
-            result = cli_run(kind, server.endpoint, args.cli_items, workdir)
-            runs[kind].append(result)
-            log(f"cli {kind} run {repeat + 1}: {report.brief_cli(result)}")
-    return {"items": args.cli_items, "runs": runs}
-
-
-# -- import time ------------------------------------------------------------------------------
-
-
-def import_times(module: str, runs: int) -> dict[str, Any]:
-    """``-X importtime`` cumulative microseconds, and wall time over a bare interpreter."""
-    cumulative, wall, bare = [], [], []
-    pin = pinned("clients")
-    subprocess.run([sys.executable, "-c", f"import {module}"], check=True)  # compile .pyc
-    for _ in range(runs):
-        proc = subprocess.run(
-            [sys.executable, "-X", "importtime", "-c", f"import {module}"],
-            capture_output=True,
-            text=True,
-            check=True,
-            preexec_fn=pin,
-        )
-        for line in proc.stderr.splitlines():
-            parts = line.split("|")
-            if len(parts) == 3 and parts[2].strip() == module:
-                cumulative.append(int(parts[1]) / 1000)
-        for command, sink in ((f"import {module}", wall), ("pass", bare)):
-            started = time.perf_counter()
-            subprocess.run([sys.executable, "-c", command], check=True, preexec_fn=pin)
-            sink.append((time.perf_counter() - started) * 1000)
-    return {"importtime_ms": cumulative, "wall_ms": wall, "bare_ms": bare}
 
 
 # -- main -------------------------------------------------------------------------------------

@@ -1,0 +1,143 @@
+"""The CLI (export then import, aioacm against the sync ``acm``) and import-time sections."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import report
+from procs import Server, log, pinned
+
+BIN = Path(sys.executable).parent
+CLI_NAMESPACE = "cli"
+CLI_ALIAS = "bench-cli"
+
+
+# -- the CLI ----------------------------------------------------------------------------------
+
+
+def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> dict[str, Any]:
+    """Run a command; wall seconds and its CPU seconds (user + system)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    proc = subprocess.run(
+        cmd,
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        preexec_fn=pinned("clients"),
+    )
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if proc.returncode != 0:
+        tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
+        raise RuntimeError(f"{' '.join(cmd[1:3])} failed ({proc.returncode}): {tail}")
+    return {"wall_s": wall, "cpu_s": cpu}
+
+
+def sync_cli_config(endpoint: str) -> dict[str, Any]:
+    # ``acm add 127.0.0.1:PORT:ns`` splits at the first ":" (endpoint 127.0.0.1, namespace
+    # "PORT:ns"), so the sync CLI cannot be pointed at a port other than 8080 by its own
+    # command: write the settings file it would have written.
+    return {
+        "endpoints": {
+            endpoint: {
+                "tls": False,
+                "is_current": True,
+                "region_id": None,
+                "kms_enabled": False,
+                "namespaces": {
+                    CLI_NAMESPACE: {
+                        "is_current": True,
+                        "ak": None,
+                        "sk": None,
+                        "alias": CLI_ALIAS,
+                        "kms_ak": None,
+                        "kms_secret": None,
+                        "key_id": None,
+                        "ram_role_name": None,
+                        "updated": "2024-01-01 00:00:00",
+                    }
+                },
+            }
+        }
+    }
+
+
+def cli_run(kind: str, endpoint: str, items: int, workdir: Path) -> dict[str, Any]:
+    exe = BIN / ("acm" if kind == "sync" else "aioacm")
+    if not exe.exists():
+        return {"skipped": f"{kind} CLI not installed"}
+    home = Path(tempfile.mkdtemp(prefix=f"cli-{kind}-", dir=workdir))
+    env = {**os.environ, "HOME": str(home)}
+    export_dir = home / "export"
+    try:
+        if kind == "sync":
+            (home / ".acm.json").write_text(json.dumps(sync_cli_config(endpoint)))
+        else:
+            timed([str(exe), "add", f"{endpoint}:{CLI_NAMESPACE}", "-n", CLI_ALIAS], env, home)
+        export = timed([str(exe), "export", "-d", str(export_dir), "-n", CLI_ALIAS], env, home)
+        files = sum(len(names) for _, _, names in os.walk(export_dir))
+        if files != items:
+            raise RuntimeError(f"export wrote {files} files, expected {items}")
+        imported = timed(
+            [str(exe), "import", "-d", str(export_dir), "-n", CLI_ALIAS, "--force"], env, home
+        )
+        return {"export": export, "import": imported, "files": files}
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        return {"error": str(exc)}
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def bench_cli(args: argparse.Namespace, server: Server, workdir: Path) -> dict[str, Any]:
+    runs: dict[str, list[dict[str, Any]]] = {"aioacm": [], "sync": []}
+    for repeat in range(args.repeats):
+        for kind in runs:
+            if runs[kind] and "skipped" in runs[kind][-1]:
+                continue
+            result = cli_run(kind, server.endpoint, args.cli_items, workdir)
+            runs[kind].append(result)
+            log(f"cli {kind} run {repeat + 1}: {report.brief_cli(result)}")
+    return {"items": args.cli_items, "runs": runs}
+
+
+# -- import time ------------------------------------------------------------------------------
+
+
+def import_times(module: str, runs: int) -> dict[str, Any]:
+    """``-X importtime`` cumulative microseconds, and wall time over a bare interpreter."""
+    cumulative: list[float] = []
+    wall: list[float] = []
+    bare: list[float] = []
+    pin = pinned("clients")
+    subprocess.run([sys.executable, "-c", f"import {module}"], check=True)  # compile .pyc
+    for _ in range(runs):
+        proc = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", f"import {module}"],
+            capture_output=True,
+            text=True,
+            check=True,
+            preexec_fn=pin,
+        )
+        for line in proc.stderr.splitlines():
+            parts = line.split("|")
+            if len(parts) == 3 and parts[2].strip() == module:
+                cumulative.append(int(parts[1]) / 1000)
+        for command, sink in ((f"import {module}", wall), ("pass", bare)):
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-c", command], check=True, preexec_fn=pin)
+            sink.append((time.perf_counter() - started) * 1000)
+    return {"importtime_ms": cumulative, "wall_ms": wall, "bare_ms": bare}
