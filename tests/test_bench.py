@@ -69,3 +69,24 @@ async def test_quick_benchmark_reports_every_section(tmp_path: Path) -> None:
     [aioacm_cli] = results["cli"]["runs"]["aioacm"]
     assert "error" not in aioacm_cli  # ran, or reported "aioacm CLI not installed"
     assert results["import"]["aioacm"]["importtime_ms"]
+
+
+@pytest.mark.timeout(120)
+async def test_paired_comparison_reports_a_ratio_per_concurrency(tmp_path: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "benchmarks" / "paired.py"),
+        *("--rounds", "2", "--gets", "200", "--keys", "10", "--concurrency", "4", "16"),
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 110)
+    assert proc.returncode == 0, err.decode(errors="replace")
+    rows = [line.split("|") for line in out.decode().splitlines() if line.startswith("| ")]
+    assert [row[1].strip() for row in rows[1:]] == ["4", "16"]  # the header, then a row each
+    for row in rows[1:]:
+        ratio = float(row[2].split()[0])
+        assert ratio > 0
+        assert row[4].strip() == "2"
+    assert err.decode().count("pair ") == 4
