@@ -66,7 +66,7 @@ async def test_waiters_with_different_timeouts_each_expire_at_their_own() -> Non
     await asyncio.sleep(0.4)
     assert sorted(expired) == [0.05, 0.15, 0.3]
     for timeout, elapsed in expired.items():
-        assert timeout <= elapsed < timeout + 0.1
+        assert timeout <= elapsed < timeout + 0.2  # each at its own deadline, not the first armed
     limiter.release()
     await asyncio.wait_for(asyncio.gather(*tasks), 1)
     assert 5 not in expired
