@@ -463,7 +463,7 @@ class ACMClient:
         coroutine doing the lookup: when the failover folder is known not to hold the key
         (nearly always), that is the server read itself, one coroutine fewer per ``get``.
         """
-        seconds = self._options.default_timeout if timeout is None else self._timeout(timeout)
+        seconds = self._timeout(timeout)
         if no_snapshot is None:
             no_snapshot = self._options.no_snapshot
         elif not isinstance(no_snapshot, bool):

@@ -175,9 +175,9 @@ class FileStore:
         # The file may have gone since (a cleaner, a user): a stat is far cheaper than a
         # write, and a snapshot that silently stays missing fails the next outage. At most one
         # stat per key per WRITTEN_RECHECK seconds: a stat per get cost a thread hop per get.
+        if self.holds(key, content):
+            return True
         if self._written.get(key) == digest:
-            if self.holds(key, content):
-                return True
             # Callers meanwhile trust this check instead of each starting their own (at a
             # few thousand gets a second, a key's stat used to be repeated dozens of times).
             self._checked[key] = time.monotonic()

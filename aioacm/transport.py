@@ -302,9 +302,7 @@ class Transport:
         """
         # The hot path of every get: kept to what a request needs (measured at 64 concurrent
         # gets: every 0.1 µs of Python here costs about 0.4% of the throughput).
-        options = self.options
-        enabled = options.auth_enabled
-        signing = self.credentials is not None if enabled is None else enabled
+        signing = self.auth_enabled
         if signing and self.credentials is None:
             raise InvalidParameterError("auth_enabled is on but no ak/sk or RAM role is set")
         server_list = self.servers
@@ -313,9 +311,9 @@ class Transport:
         if form is not None:
             body = encode_form(form)
         has_body = body is not None
-        client_timeout = self._timeouts.get(timeout) or self._timeout(timeout)
-        tls = options.tls_enabled
-        ssl_param = self._ssl() if tls else True
+        client_timeout = self._timeout(timeout)
+        tls = self.options.tls_enabled
+        ssl_param = self._ssl()
         limiter = self._limiter if limited else None
         last_error: BaseException | None = None
         last_status: int | None = None
