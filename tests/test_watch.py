@@ -19,6 +19,7 @@ from helpers import Recorder, aioacm_tasks, eventually
 from aioacm import ACMClient, ClientClosedError, ConfigChange, InvalidParameterError
 from aioacm.protocol import content_md5
 from aioacm.server import LocalACMServer
+from aioacm.watch import BACKOFF_BASE, BACKOFF_CAP, backoff_delay
 
 MakeClient = Callable[..., ACMClient]
 
@@ -487,3 +488,13 @@ async def test_adding_keys_during_a_first_poll_keeps_its_connection(
             await eventually(lambda: len(rec.calls) == 2000, timeout=15)
     # the address server, the fetches (at most FETCH_CONCURRENCY at once), one poll
     assert connections <= 40
+
+
+def test_backoff_grows_is_capped_and_jittered() -> None:
+    for failures in (1, 2, 3, 5, 40):
+        top = min(BACKOFF_CAP, BACKOFF_BASE * 2**failures)
+        delays = [backoff_delay(failures) for _ in range(200)]
+        assert all(0 <= d <= top for d in delays)
+        assert max(delays) > top / 2  # uses the range it grew to...
+        assert len(set(delays)) > 100  # ...and spreads the pollers over it
+    assert max(backoff_delay(40) for _ in range(200)) <= BACKOFF_CAP
