@@ -11,6 +11,11 @@ delivery to a watcher, and nearly always empty) first looks a key up in a listin
 taken at most ``recheck`` seconds ago, and touches the file only when it is listed. A file put
 there by hand is therefore used from at most ``recheck`` seconds later on; a listed file is
 read afresh every time, so edits and removals count at once.
+
+Every store also answers two questions from such a listing (at most ``WRITTEN_RECHECK``
+seconds old, one for all keys): is a file this process wrote still there (else it is written
+again), and is there a file to delete at all. A thread hop per key for those cost about as much
+CPU as a ``get``.
 """
 
 from __future__ import annotations
@@ -47,13 +52,13 @@ def _digest(content: str) -> int:
     return hash(content)
 
 
-def _list_names(base: str) -> frozenset[str] | None:
+def _list_names(base: str) -> set[str] | None:
     """The names in ``base`` (none if it does not exist); None if it cannot be listed."""
     try:
         with os.scandir(base) as entries:
-            return frozenset(entry.name for entry in entries)
+            return {entry.name for entry in entries}
     except (FileNotFoundError, NotADirectoryError):
-        return frozenset()
+        return set()
     except OSError:
         return None
 
@@ -88,9 +93,10 @@ class FileStore:
         self._lock = threading.Lock()
         self._recheck = recheck
         self._checked: dict[str, float] = {}  # per key, when its file was last known there
-        self._listing: frozenset[str] | None = None
+        # The folder's names when last listed (less the files this process deleted since)
+        self._listing: set[str] | None = None
         self._listed_at = -math.inf
-        self._listing_future: asyncio.Future[frozenset[str] | None] | None = None
+        self._listing_future: asyncio.Future[set[str] | None] | None = None
 
     def path(self, key: str) -> str:
         """The file of ``key``. Keys are validated upstream; this refuses anything path-like."""
@@ -127,16 +133,19 @@ class FileStore:
         """Like ``read``, but look the key up in a listing of the folder at most ``max_age``
         seconds old first: a file created since may be missed. For callers to whom the file
         is a hint (and for the failover store, whose ``read`` is this)."""
-        if time.monotonic() - self._listed_at < max_age:
-            listing = self._listing
-        else:
-            listing = await self._names()
+        listing = await self._listing_within(max_age)
         if listing is not None and key not in listing:
             self.path(key)  # still refuse a bad key
             return None
         return await self._read(key)
 
-    async def _names(self) -> frozenset[str] | None:
+    async def _listing_within(self, max_age: float) -> set[str] | None:
+        """A listing at most ``max_age`` seconds old (taken now if the last one is older)."""
+        if time.monotonic() - self._listed_at < max_age:
+            return self._listing
+        return await self._names()
+
+    async def _names(self) -> set[str] | None:
         """List the folder again (concurrent readers share one listing): its file names, or
         None if it cannot be listed (then every read goes to the file)."""
         loop = asyncio.get_running_loop()
@@ -148,7 +157,7 @@ class FileStore:
         # shield: a reader cancelled while waiting must not cancel the others' listing
         return await asyncio.shield(future)
 
-    def _listed(self, started: float, future: asyncio.Future[frozenset[str] | None]) -> None:
+    def _listed(self, started: float, future: asyncio.Future[set[str] | None]) -> None:
         self._listing_future = None
         if not future.cancelled():
             self._listing, self._listed_at = future.result(), started
@@ -172,18 +181,10 @@ class FileStore:
         """Atomically replace the file of ``key``; return False (and warn once) on failure."""
         path = self.path(key)
         digest = _digest(content)
-        # The file may have gone since (a cleaner, a user): a stat is far cheaper than a
-        # write, and a snapshot that silently stays missing fails the next outage. At most one
-        # stat per key per WRITTEN_RECHECK seconds: a stat per get cost a thread hop per get.
         if self.holds(key, content):
             return True
-        if self._written.get(key) == digest:
-            # Callers meanwhile trust this check instead of each starting their own (at a
-            # few thousand gets a second, a key's stat used to be repeated dozens of times).
-            self._checked[key] = time.monotonic()
-            if await aiofiles.os.path.exists(path):
-                return True
-            self._checked.pop(key, None)
+        if self._written.get(key) == digest and await self._still_there(key, path):
+            return True
         self._written.pop(key, None)
         # The same content for the same key already on its way (concurrent first reads of
         # a key): wait for that write instead of writing the file twice.
@@ -202,6 +203,21 @@ class FileStore:
             return False  # warned by _wrote
         return True
 
+    async def _still_there(self, key: str, path: str) -> bool:
+        """Whether the file this process wrote for ``key`` is still there.
+
+        It may have gone since (a cleaner, a user), and a snapshot that silently stays missing
+        fails the next outage; but a stat per key per second was a thread hop per key per
+        second, each costing about as much CPU as a get on a small VM. So one listing of the
+        folder, at most ``WRITTEN_RECHECK`` seconds old, answers for every key and caller."""
+        listing = await self._listing_within(WRITTEN_RECHECK)
+        if listing is None:  # the folder cannot be listed: ask for the file itself
+            return await aiofiles.os.path.exists(path)
+        if key not in listing:
+            return False
+        self._checked[key] = max(self._listed_at, self._checked.get(key, -math.inf))
+        return True
+
     def _wrote(self, key: str, path: str, digest: int, seq: int, job: asyncio.Future[bool]) -> None:
         if self._pending.get(key, (None, None))[1] is job:
             del self._pending[key]
@@ -215,14 +231,28 @@ class FileStore:
             self._checked[key] = time.monotonic()
 
     async def delete(self, key: str) -> None:
-        """Remove the file of ``key`` if it exists."""
+        """Remove the file of ``key`` if it exists.
+
+        A file this process neither wrote nor is writing, missing from a listing of the folder
+        at most ``WRITTEN_RECHECK`` seconds old, is taken as absent: a key read again and again
+        while it does not exist (every such ``get`` deletes its snapshot) costs one listing a
+        second, shared with every other key, instead of a thread hop per ``get``."""
         path = self.path(key)
-        self._written.pop(key, None)
-        self._pending.pop(key, None)  # a later write of that content must not join it
+        seq = next(self._seq)  # ordered as called, whatever it waits for below
+        mine = self._written.pop(key, None) is not None
+        # a later write of that content must not join the one on its way
+        mine = self._pending.pop(key, None) is not None or mine
+        if not mine:
+            listing = await self._listing_within(WRITTEN_RECHECK)
+            if listing is not None and key not in listing:
+                return
         try:
-            await asyncio.to_thread(self._delete_file, key, path, next(self._seq))
+            await asyncio.to_thread(self._delete_file, key, path, seq)
         except OSError as exc:
             self._warn(f"cannot delete {self.name} file {path}: {exc}")
+            return
+        if self._listing is not None:
+            self._listing.discard(key)
 
     # Each operation is one job in a worker thread, start to finish. A caller cancelled
     # meanwhile leaves the job to finish on its own: no file is left open or half-written,

@@ -259,33 +259,99 @@ async def test_a_failed_shared_write_warns_once_and_reports_false(
     assert not store.holds("k+g+", "v")
 
 
-async def test_concurrent_rechecks_of_a_written_file_share_one_stat(
+def count_listings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every listing the stores take of a folder."""
+    from aioacm import stores
+
+    listed: list[str] = []
+    real = stores._list_names
+
+    def counting(base: str) -> set[str] | None:
+        listed.append(base)
+        return real(base)
+
+    monkeypatch.setattr(stores, "_list_names", counting)
+    return listed
+
+
+async def test_rechecks_of_written_files_share_one_listing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aioacm import stores
+
+    store = FileStore(str(tmp_path), name="snapshot")
+    keys = [f"k{i}+g+" for i in range(10)]
+    for key in keys:
+        await store.write(key, "v")
+    inodes = {key: os.stat(tmp_path / key).st_ino for key in keys}
+    listed = count_listings(monkeypatch)
+    for key in keys:  # all due for a recheck
+        store._checked[key] = time.monotonic() - stores.WRITTEN_RECHECK
+        assert not store.holds(key, "v")
+    results = await asyncio.gather(*(store.write(keys[i % 10], "v") for i in range(30)))
+    assert results == [True] * 30
+    assert listed == [str(tmp_path)]  # one listing for every key and caller
+    assert all(store.holds(key, "v") for key in keys)
+    assert {key: os.stat(tmp_path / key).st_ino for key in keys} == inodes  # nothing rewritten
+    # a file gone behind the store's back: the next due recheck finds out and rewrites it
+    (tmp_path / keys[0]).unlink()
+    store._checked[keys[0]] = time.monotonic() - stores.WRITTEN_RECHECK
+    store._listed_at -= stores.WRITTEN_RECHECK
+    assert await store.write(keys[0], "v")
+    assert (tmp_path / keys[0]).read_text() == "v"
+    assert len(listed) == 2
+
+
+async def test_a_store_that_cannot_list_rechecks_the_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from aioacm import stores
 
     store = FileStore(str(tmp_path), name="snapshot")
     await store.write("k+g+", "v")
-    stats = 0
-    real = stores.aiofiles.os.path.exists
-
-    async def counting(path: str) -> bool:
-        nonlocal stats
-        stats += 1
-        return await real(path)
-
-    monkeypatch.setattr(stores.aiofiles.os.path, "exists", counting)
-    store._checked["k+g+"] = time.monotonic() - stores.WRITTEN_RECHECK  # due for a recheck
-    assert not store.holds("k+g+", "v")
-    results = await asyncio.gather(*(store.write("k+g+", "v") for _ in range(30)))
-    assert results == [True] * 30
-    assert stats == 1
-    assert store.holds("k+g+", "v")
-    # the file gone behind the store's back: the next due recheck finds out and rewrites it
+    monkeypatch.setattr(stores, "_list_names", lambda base: None)
     (tmp_path / "k+g+").unlink()
     store._checked["k+g+"] = time.monotonic() - stores.WRITTEN_RECHECK
     assert await store.write("k+g+", "v")
     assert (tmp_path / "k+g+").read_text() == "v"
+
+
+async def test_deletes_of_absent_keys_share_one_listing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aioacm import stores
+
+    store = FileStore(str(tmp_path), name="snapshot")
+    deleted: list[str] = []
+    real_delete = store._delete_file
+
+    def counting(key: str, path: str, seq: int) -> None:
+        deleted.append(key)
+        real_delete(key, path, seq)
+
+    monkeypatch.setattr(store, "_delete_file", counting)
+    (tmp_path / "hand+g+").write_text("by hand", encoding="utf-8")
+    listed = count_listings(monkeypatch)
+    # a key read again and again while it does not exist deletes its snapshot every time
+    await asyncio.gather(*(store.delete(f"a{i % 5}+g+") for i in range(40)))
+    assert listed == [str(tmp_path)]
+    assert deleted == []
+    await store.delete("hand+g+")  # a listed file is deleted
+    assert not (tmp_path / "hand+g+").exists()
+    await store.delete("hand+g+")  # and known gone since
+    assert deleted == ["hand+g+"]
+    # a file this store wrote is deleted even when the listing (taken before) lacks it
+    await store.write("mine+g+", "v")
+    await store.delete("mine+g+")
+    assert not (tmp_path / "mine+g+").exists()
+    # a file put there by someone else after the listing is deleted once the listing is old
+    (tmp_path / "late+g+").write_text("late", encoding="utf-8")
+    await store.delete("late+g+")
+    assert (tmp_path / "late+g+").exists()
+    store._listed_at -= stores.WRITTEN_RECHECK
+    await store.delete("late+g+")
+    assert not (tmp_path / "late+g+").exists()
+    assert len(listed) == 2
 
 
 async def test_holds_and_known_absent_answer_without_io(tmp_path: Path) -> None:
