@@ -66,6 +66,8 @@ class ServerList:
         self._index = 0
         self._lock = asyncio.Lock()
         self._failed_at = 0.0
+        # why the last load found no server, for the error the callers get
+        self._failure: tuple[str, BaseException | None] | None = None
         self._refresh_task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -126,11 +128,23 @@ class ServerList:
             text = await self._fetch(url, ADDRESS_TIMEOUT)
         except Exception as exc:
             logger.warning("address server %s failed: %s", url, exc)
+            self._failure = (f"address server {url} failed: {exc}", exc)
             return []
         servers = parse_server_list(text, self._default_port)
         if not servers:
             logger.warning("address server %s listed no server", url)
+            self._failure = (f"address server {url} listed no server", None)
         return servers
+
+    def _unavailable(self) -> ServerUnavailableError:
+        """The error for "no server": with the address server's failure as reason and cause."""
+        message = f"no server available for {self._endpoint}"
+        if self._failure is None:
+            return ServerUnavailableError(message)
+        reason, cause = self._failure
+        error = ServerUnavailableError(f"{message}: {reason}")
+        error.__cause__ = cause
+        return error
 
     async def ensure(self) -> list[Server]:
         """Load the list if it is not loaded; raise ServerUnavailableError if it stays empty."""
@@ -139,11 +153,12 @@ class ServerList:
         async with self._lock:
             if not self._servers:
                 if time.monotonic() - self._failed_at < _RETRY_AFTER_FAILURE:
-                    raise ServerUnavailableError(f"no server available for {self._endpoint}")
+                    raise self._unavailable()
+                self._failure = None
                 servers = await self._load()
                 if not servers:
                     self._failed_at = time.monotonic()
-                    raise ServerUnavailableError(f"no server available for {self._endpoint}")
+                    raise self._unavailable()
                 random.shuffle(servers)
                 self._servers, self._index = servers, 0
                 logger.info(

@@ -331,10 +331,26 @@ async def test_address_server_down_then_back(
     server.set_config("d", "g", "v")
     server.add_fault("address", status=500, times=1)
     async with make_client(server.endpoint) as client:
-        with pytest.raises(ServerUnavailableError, match="no server available"):
-            await client.get("d", "g")
+        for _ in range(2):  # the failure, then the same failure remembered for a second
+            with pytest.raises(
+                ServerUnavailableError,
+                match=r"no server available for .*: address server http://.* answered 500",
+            ) as info:
+                await client.get("d", "g")
+            assert isinstance(info.value.__cause__, ACMRequestException)
+            assert info.value.__cause__.status == 500
         await asyncio.sleep(1.05)  # failures are remembered for a second
         assert await client.get("d", "g") == "v"
+
+
+async def test_address_server_listing_nothing_says_so(
+    server: LocalACMServer, make_client: MakeClient
+) -> None:
+    server.address_list = []
+    async with make_client(server.endpoint) as client:
+        with pytest.raises(ServerUnavailableError, match="listed no server") as info:
+            await client.get("d", "g")
+        assert info.value.__cause__ is None
 
 
 async def test_address_refresh_switches_servers(make_client: MakeClient) -> None:
