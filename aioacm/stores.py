@@ -239,10 +239,9 @@ class FileStore:
         second, shared with every other key, instead of a thread hop per ``get``."""
         path = self.path(key)
         seq = next(self._seq)  # ordered as called, whatever it waits for below
-        mine = self._written.pop(key, None) is not None
-        # a later write of that content must not join the one on its way
-        mine = self._pending.pop(key, None) is not None or mine
-        if not mine:
+        written = self._written.pop(key, None)
+        pending = self._pending.pop(key, None)  # a later write of it must not join this one
+        if written is None and pending is None:  # not a file this process wrote or writes
             listing = await self._listing_within(WRITTEN_RECHECK)
             if listing is not None and key not in listing:
                 return
