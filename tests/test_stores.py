@@ -279,6 +279,7 @@ async def test_rechecks_of_written_files_share_one_listing(
 ) -> None:
     from aioacm import stores
 
+    monkeypatch.setattr(stores, "WRITTEN_RECHECK", 60.0)  # no listing ages during the test
     store = FileStore(str(tmp_path), name="snapshot")
     keys = [f"k{i}+g+" for i in range(10)]
     for key in keys:
@@ -321,6 +322,7 @@ async def test_deletes_of_absent_keys_share_one_listing(
 ) -> None:
     from aioacm import stores
 
+    monkeypatch.setattr(stores, "WRITTEN_RECHECK", 60.0)  # no listing ages during the test
     store = FileStore(str(tmp_path), name="snapshot")
     deleted: list[str] = []
     real_delete = store._delete_file
