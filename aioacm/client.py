@@ -522,6 +522,7 @@ class ACMClient:
                     await self._snapshot_keys.delete(key)
                 else:
                     await self._snapshot_keys.write(key, data_key)
+            # write() checks holds() too; asking first saves a coroutine on nearly every get
             if not self._snapshots.holds(key, content):
                 await self._snapshots.write(key, content)
         return content, data_key
