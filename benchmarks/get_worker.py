@@ -2,11 +2,19 @@
 
 ``python get_worker.py CONFIG_JSON``; CONFIG has ``client`` (``aioacm``, ``floor`` or ``sync``),
 ``endpoint``, ``namespace``, ``keys`` (data ids, read round-robin), ``warm_key``, ``levels``
-(``[[concurrency, gets], ...]``) and ``workdir``. For each level it prints requests/s, p50 and p99
-latency (seconds, as the caller sees them, queueing included) and process CPU seconds per get.
+(``[[concurrency, gets], ...]``), ``workdir``, and optionally ``first`` (``{"keys": [...],
+"concurrency": n, "repeats": n}``) and ``cold`` (true: leave out the unmeasured first read of each
+key). It prints, per level and per first-read run, requests/s, p50 and p99 latency (seconds, as
+the caller sees them, queueing included) and process CPU seconds per get.
 
-Each level starts with a fresh client and an empty snapshot folder, so every first read of a key
-is in the measurement, as it is in a freshly started application.
+Two measurements, because a key's first read and its later reads cost different things:
+
+- **levels** (the steady state): each level starts with a fresh client and an empty snapshot
+  folder; before it is timed, the client opens its connections and reads every key once, as a
+  running application has. Then ``gets`` reads are timed.
+- **first reads** (a cold start): a fresh client with an empty snapshot folder opens its
+  connections, then reads each of ``first["keys"]`` exactly once, timed. aioacm writes a
+  snapshot (temporary file, fsync, rename) for each; the sync SDK writes one on every get.
 
 - ``aioacm``: ``ACMClient.get`` with default options (address server, snapshots).
 - ``floor``: bare ``aiohttp`` GETs of the same URL with the same headers over one default
@@ -17,12 +25,13 @@ is in the measurement, as it is in a freshly started application.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlencode
@@ -71,18 +80,44 @@ async def drive(
     return summarize(latencies, wall, cpu, errors)
 
 
-async def warm_up(call: Callable[[str], Awaitable[object]], key: str, concurrency: int) -> None:
-    """Open the connections the level will use (not measured)."""
+Call = Callable[[str], Awaitable[object]]
+#: Opens a client for one measurement (its snapshot folders named after the argument) and
+#: yields its ``call``.
+Opener = Callable[[str], contextlib.AbstractAsyncContextManager[Call]]
+
+
+async def connect(call: Call, key: str, concurrency: int) -> None:
+    """Open the connections a run will use (not measured)."""
     for _ in range(2):
         await asyncio.gather(*(call(key) for _ in range(concurrency)))
+
+
+async def measure(open_client: Opener, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The levels, then the first-read runs (see the module docstring)."""
+    keys, warm_key = cfg["keys"], cfg["warm_key"]
+    levels = {}
+    for concurrency, gets in cfg["levels"]:
+        async with open_client(f"c{concurrency}") as call:
+            await connect(call, warm_key, concurrency)
+            if not cfg.get("cold"):
+                await drive(call, keys, len(keys), concurrency)  # each key's first read
+            levels[str(concurrency)] = await drive(call, keys, gets, concurrency)
+    first = []
+    spec = cfg.get("first")
+    for run in range(spec["repeats"] if spec else 0):
+        assert spec is not None
+        async with open_client(f"first{run}") as call:
+            await connect(call, warm_key, spec["concurrency"])
+            first.append(await drive(call, spec["keys"], len(spec["keys"]), spec["concurrency"]))
+    return {"levels": levels, "first": first}
 
 
 async def run_aioacm(cfg: dict[str, Any]) -> dict[str, Any]:
     from aioacm import ACMClient
 
-    results = {}
-    for concurrency, gets in cfg["levels"]:
-        base = os.path.join(cfg["workdir"], f"aioacm-c{concurrency}")
+    @contextlib.asynccontextmanager
+    async def open_client(name: str) -> AsyncIterator[Call]:
+        base = os.path.join(cfg["workdir"], f"aioacm-{name}")
         async with ACMClient(
             cfg["endpoint"],
             namespace=cfg["namespace"],
@@ -90,12 +125,12 @@ async def run_aioacm(cfg: dict[str, Any]) -> dict[str, Any]:
             failover_base=os.path.join(base, "data"),
         ) as client:
 
-            async def call(key: str, client: ACMClient = client) -> str | None:
+            async def call(key: str) -> str | None:
                 return await client.get(key, GROUP)
 
-            await warm_up(call, cfg["warm_key"], concurrency)
-            results[str(concurrency)] = await drive(call, cfg["keys"], gets, concurrency)
-    return results
+            yield call
+
+    return await measure(open_client, cfg)
 
 
 async def run_floor(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -113,19 +148,21 @@ async def run_floor(cfg: dict[str, Any]) -> dict[str, Any]:
         query = urlencode([("dataId", key), ("group", GROUP), ("tenant", cfg["namespace"])])
         return f"http://{cfg['endpoint']}/diamond-server/config.co?{query}"
 
-    urls = {key: url(key) for key in [*cfg["keys"], cfg["warm_key"]]}
-    results = {}
-    for concurrency, gets in cfg["levels"]:
+    first_keys = cfg["first"]["keys"] if cfg.get("first") else []
+    urls = {key: url(key) for key in [*cfg["keys"], *first_keys, cfg["warm_key"]]}
+
+    @contextlib.asynccontextmanager
+    async def open_client(name: str) -> AsyncIterator[Call]:
         async with aiohttp.ClientSession() as session:
 
-            async def call(key: str, session: aiohttp.ClientSession = session) -> bytes | None:
+            async def call(key: str) -> bytes | None:
                 async with session.get(urls[key], headers=headers) as resp:
                     body = await resp.read()
                     return body if resp.status == 200 else None
 
-            await warm_up(call, cfg["warm_key"], concurrency)
-            results[str(concurrency)] = await drive(call, cfg["keys"], gets, concurrency)
-    return results
+            yield call
+
+    return await measure(open_client, cfg)
 
 
 def drive_threads(
@@ -170,37 +207,53 @@ def drive_threads(
 
 
 def run_sync(cfg: dict[str, Any]) -> dict[str, Any]:
+    """``measure`` for the sync SDK: the same steps, its gets from a pool of threads."""
     import acm
 
     client = acm.ACMClient(cfg["endpoint"], cfg["namespace"])
-    results = {}
-    for concurrency, gets in cfg["levels"]:
-        base = os.path.join(cfg["workdir"], f"sync-c{concurrency}")
+    keys, warm_key = cfg["keys"], cfg["warm_key"]
+
+    def call(key: str) -> str | None:
+        return client.get(key, GROUP)  # type: ignore[no-any-return]
+
+    def fresh(name: str) -> None:
+        base = os.path.join(cfg["workdir"], f"sync-{name}")
         client.set_options(
             snapshot_base=os.path.join(base, "snapshot"),
             failover_base=os.path.join(base, "data"),
         )
+        call(warm_key)  # it opens a connection per request: nothing else to warm
+
+    levels = {}
+    for concurrency, gets in cfg["levels"]:
+        fresh(f"c{concurrency}")
         with ThreadPoolExecutor(SYNC_THREADS) as pool:
-
-            def call(key: str) -> str | None:
-                return client.get(key, GROUP)  # type: ignore[no-any-return]
-
-            call(cfg["warm_key"])
-            results[str(concurrency)] = drive_threads(pool, call, cfg["keys"], gets, concurrency)
-    return results
+            if not cfg.get("cold"):
+                drive_threads(pool, call, keys, len(keys), concurrency)  # each key's first read
+            levels[str(concurrency)] = drive_threads(pool, call, keys, gets, concurrency)
+    first = []
+    spec = cfg.get("first")
+    for run in range(spec["repeats"] if spec else 0):
+        assert spec is not None
+        fresh(f"first{run}")
+        with ThreadPoolExecutor(SYNC_THREADS) as pool:
+            first.append(
+                drive_threads(pool, call, spec["keys"], len(spec["keys"]), spec["concurrency"])
+            )
+    return {"levels": levels, "first": first}
 
 
 def main() -> None:
     cfg = json.loads(sys.argv[1])
     kind = cfg["client"]
     if kind == "sync":
-        levels = run_sync(cfg)
+        result = run_sync(cfg)
     elif kind == "floor":
-        levels = asyncio.run(run_floor(cfg))
+        result = asyncio.run(run_floor(cfg))
     else:
         with profiled(cfg.get("profile")):
-            levels = asyncio.run(run_aioacm(cfg))
-    emit({"client": kind, "levels": levels})
+            result = asyncio.run(run_aioacm(cfg))
+    emit({"client": kind, **result})
 
 
 if __name__ == "__main__":

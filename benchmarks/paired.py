@@ -7,9 +7,11 @@
 the floor moves by a third from one process to the next: its aioacm/floor ratios move by about
 ±0.1. Here one process (pinned like ``run.py``'s clients, the bundled server on its own CPU)
 runs a floor level then an aioacm level, each exactly as ``get_worker.py`` runs them (a fresh
-client and an empty snapshot folder per level), over and over, and reports per concurrency the
-median of the per-pair ratios with their quartiles (about ±0.02). A tool for working on the get
-path; ``results.md`` does not use it.
+client and an empty snapshot folder per level, every key read once before the level is timed),
+over and over, and reports per concurrency the median of the per-pair ratios with their
+quartiles (±0.02 in a quiet stretch of the machine, ±0.05–0.1 in a noisy one). ``--cold``
+times each key's first read too, as the levels did until session 5. A tool for working on the
+get path; ``results.md`` does not use it.
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--concurrency", type=int, nargs="+", default=[64, 256], help="levels (64 256)"
     )
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="time each key's first read too (no unmeasured read of every key first)",
+    )
     return parser.parse_args(argv)
 
 
@@ -54,9 +61,10 @@ async def pairs(args: argparse.Namespace, endpoint: str, workdir: Path) -> dict[
                 "warm_key": "warm",
                 "levels": [[concurrency, args.gets]],
                 "workdir": tempfile.mkdtemp(dir=workdir),
+                "cold": args.cold,
             }
-            floor = (await run_floor(cfg))[str(concurrency)]
-            ours = (await run_aioacm(cfg))[str(concurrency)]
+            floor = (await run_floor(cfg))["levels"][str(concurrency)]
+            ours = (await run_aioacm(cfg))["levels"][str(concurrency)]
             ratios[concurrency]["rps"].append(ours["rps"] / floor["rps"])
             ratios[concurrency]["cpu"].append(ours["cpu_per_get_us"] / floor["cpu_per_get_us"])
             print(

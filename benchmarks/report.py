@@ -75,10 +75,12 @@ def machine(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
 def brief_get(result: dict[str, Any]) -> str:
     if "error" in result:
         return f"FAILED {result['error']}"
+    runs = [(f"c={c}", r) for c, r in result["levels"].items()]
+    runs += [("first", r) for r in result.get("first", [])]
     return ", ".join(
-        f"c={c} {r['rps']:.0f}/s p99 {r['p99_ms']:.1f} ms {r['cpu_per_get_us']:.0f} us/get"
+        f"{name} {r['rps']:.0f}/s p99 {r['p99_ms']:.1f} ms {r['cpu_per_get_us']:.0f} us/get"
         + (f" ({r['errors']} errors)" if r["errors"] else "")
-        for c, r in result["levels"].items()
+        for name, r in runs
     )
 
 
@@ -125,13 +127,72 @@ def get_stats(results: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
     return out
 
 
+def first_stats(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """client -> figure -> spread, over every first-read run of every worker run."""
+    out: dict[str, dict[str, Any]] = {}
+    for client, runs in results["runs"].items():
+        rows = [row for r in ok_runs(runs) for row in r.get("first", [])]
+        if rows:
+            out[client] = {
+                name: spread(row[name] for row in rows)
+                for name in ("rps", "p50_ms", "p99_ms", "cpu_per_get_us")
+            }
+            out[client]["errors"] = sum(row["errors"] for row in rows)
+    return out
+
+
+NAMES = {"floor": "floor (bare aiohttp)", "sync": "sync SDK, 32 threads"}
+
+
+def section_first(results: dict[str, Any]) -> list[str]:
+    """Each key's first read, apart from the steady state."""
+    stats = first_stats(results)
+    spec = results.get("first")
+    if not stats or not spec:
+        return []
+    lines = [
+        f"First reads: a fresh client with an empty snapshot folder opens its connections, then "
+        f"reads each of {spec['keys']:,} keys once, {spec['concurrency']} at a time "
+        f"({spec['repeats']} {'run' if spec['repeats'] == 1 else 'runs'} of it in each get "
+        "run). aioacm writes a snapshot for each "
+        "(temporary file, fsync, rename) before the get returns; the sync SDK writes one on "
+        "every get; the floor writes nothing.",
+        "",
+    ]
+    rows = []
+    for client in ("aioacm", "floor", "sync"):
+        s = stats.get(client)
+        if not s:
+            continue
+        err = f" ({s['errors']} errors)" if s["errors"] else ""
+        rows.append(
+            [
+                NAMES.get(client, client) + err,
+                fmt(s["rps"], 0),
+                fmt(s["p50_ms"], 2),
+                fmt(s["p99_ms"], 2),
+                fmt(s["cpu_per_get_us"], 0),
+            ]
+        )
+    lines += table(["client", "first reads/s", "p50 ms", "p99 ms", "CPU µs/read"], rows)
+    a, f, s = (stats.get(c, {}) for c in ("aioacm", "floor", "sync"))
+    lines.append(
+        f"aioacm/floor: {fmt_ratio(ratio(a.get('rps'), f.get('rps')))} the reads/s, "
+        f"{fmt_ratio(ratio(a.get('cpu_per_get_us'), f.get('cpu_per_get_us')))} the CPU per "
+        f"read; aioacm/sync: {fmt_ratio(ratio(a.get('rps'), s.get('rps')))} the reads/s."
+    )
+    lines.append("")
+    return lines
+
+
 def section_get(results: dict[str, Any]) -> list[str]:
     stats = get_stats(results)
     lines = [f"## {TITLES['get']}", ""]
     lines.append(
-        f"{results['keys']} distinct keys read round-robin (each level: a fresh client and an "
-        "empty snapshot folder, so first reads, with their snapshot writes, are included); gets "
-        "per level: "
+        f"{results['keys']} distinct keys read round-robin. Each level has a fresh client and an "
+        "empty snapshot folder; before the level is timed, the client opens its connections "
+        "and reads every key once (so the level measures reads in the steady state; first "
+        "reads are measured on their own below). Gets per level: "
         + ", ".join(f"{g} at concurrency {c}" for c, g in results["levels"])
         + ". Latency is what the caller sees (queueing for a connection or a thread included). "
         "CPU is the client process's CPU time over the level, divided by the gets."
@@ -143,9 +204,7 @@ def section_get(results: dict[str, Any]) -> list[str]:
             s = stats.get(client, {}).get(str(level))
             if not s:
                 continue
-            name = {"floor": "floor (bare aiohttp)", "sync": "sync SDK, 32 threads"}.get(
-                client, client
-            )
+            name = NAMES.get(client, client)
             err = f" ({s['errors']} errors)" if s["errors"] else ""
             rows.append(
                 [
@@ -182,6 +241,7 @@ def section_get(results: dict[str, Any]) -> list[str]:
         ],
         rows,
     )
+    lines += section_first(results)
     for client, runs in results["runs"].items():
         for error in errors(runs):
             lines += [f"- {client} run failed: {error}", ""]

@@ -7,7 +7,8 @@
 It starts the bundled server (``python -m aioacm.server``) in a separate process, fills it, and
 runs every client in a process of its own (so CPU accounting is per client):
 
-1. get throughput and latency at concurrency 1, 64 and 256 (aioacm, floor, sync + 32 threads);
+1. get throughput and latency at concurrency 1, 64 and 256 (aioacm, floor, sync + 32 threads),
+   once every key has been read; and, apart, each of 1,000 keys read once by a fresh client;
 2. watch scale with 1,000 and 10,000 keys (aioacm, sync);
 3. change latency, publish -> callback, over 200 changes with 10,000 keys watched;
 4. idle CPU over 60 s of watching 10,000 unchanged keys;
@@ -40,6 +41,8 @@ from procs import Server, log, plan_pins, run_worker
 HERE = Path(__file__).resolve().parent
 NAMESPACE = "bench"
 SECTIONS = ("import", "get", "watch", "cli")
+#: Concurrent callers in the first-read runs (an application reading its keys at start-up).
+FIRST_CONCURRENCY = 64
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -49,6 +52,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--watch-repeats", type=int, help="runs of each watch figure (default 3)")
     parser.add_argument("--gets", type=int, help="gets per level at concurrency 64/256 (8000)")
     parser.add_argument("--get-keys", type=int, help="distinct keys read round-robin (100)")
+    parser.add_argument(
+        "--first-keys", type=int, help="keys read once each, by a fresh client (1000)"
+    )
+    parser.add_argument(
+        "--first-repeats", type=int, help="first-read runs in each get run (default 3)"
+    )
     parser.add_argument(
         "--watch-sizes", type=int, nargs="+", help="watched keys per run (1000 10000)"
     )
@@ -86,6 +95,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "watch_repeats": 3,
         "gets": 8000,
         "get_keys": 100,
+        "first_keys": 1000,
+        "first_repeats": 3,
         "watch_sizes": [1000, 10000],
         "changes": 200,
         "change_gap": 0.1,
@@ -99,6 +110,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "watch_repeats": 1,
         "gets": 200,
         "get_keys": 20,
+        "first_keys": 20,
+        "first_repeats": 1,
         "watch_sizes": [20, 100],
         "changes": 5,
         "change_gap": 0.01,
@@ -139,6 +152,11 @@ async def populate(endpoint: str, items: list[tuple[str, str, str, str]]) -> Non
 def bench_gets(args: argparse.Namespace, server: Server, workdir: Path) -> dict[str, Any]:
     keys = [f"get.{i:05d}" for i in range(args.get_keys)]
     levels = [[1, max(1, args.gets // 4)], [64, args.gets], [256, args.gets]]
+    first = {
+        "keys": [f"first.{i:05d}" for i in range(args.first_keys)],
+        "concurrency": FIRST_CONCURRENCY,
+        "repeats": args.first_repeats,
+    }
     runs: dict[str, list[dict[str, Any]]] = {"aioacm": [], "floor": [], "sync": []}
     for repeat in range(args.repeats):
         for client in runs:  # interleaved, so a slow patch of the machine hits all three
@@ -149,13 +167,20 @@ def bench_gets(args: argparse.Namespace, server: Server, workdir: Path) -> dict[
                 "keys": keys,
                 "warm_key": "warm",
                 "levels": levels,
+                "first": first,
             }
             if client == "aioacm" and args.profile:
                 cfg["profile"] = str(args.profile / f"get-{repeat + 1}.txt")
             result = run_worker("get_worker.py", cfg, workdir, timeout=900)
             runs[client].append(result)
             log(f"get {client} run {repeat + 1}: {report.brief_get(result)}")
-    return {"keys": len(keys), "levels": levels, "runs": runs}
+    first_info = {k: v for k, v in first.items() if k != "keys"}
+    return {
+        "keys": len(keys),
+        "levels": levels,
+        "first": {"keys": args.first_keys, **first_info},
+        "runs": runs,
+    }
 
 
 def bench_watch(args: argparse.Namespace, server: Server, workdir: Path) -> dict[str, Any]:
@@ -214,6 +239,10 @@ def dataset(args: argparse.Namespace) -> list[tuple[str, str, str, str]]:
         items += [
             (NAMESPACE, f"get.{i:05d}", GROUP, content_for(f"get.{i:05d}", 512))
             for i in range(args.get_keys)
+        ]
+        items += [
+            (NAMESPACE, f"first.{i:05d}", GROUP, content_for(f"first.{i:05d}", 512))
+            for i in range(args.first_keys)
         ]
     if "watch" in args.sections:
         items += [

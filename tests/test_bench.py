@@ -54,6 +54,10 @@ async def test_quick_benchmark_reports_every_section(tmp_path: Path) -> None:
         [run] = results["get"]["runs"][client]
         assert set(run["levels"]) == {"1", "64", "256"}, run
         assert all(level["errors"] == 0 for level in run["levels"].values())
+        # each key's first read, measured apart: one run of 20 keys read once each
+        [first] = run["first"]
+        assert (first["gets"], first["errors"]) == (20, 0), first
+    assert "First reads:" in text
     sizes = results["watch"]
     largest = max(sizes, key=int)
     for size, runs in sizes.items():
