@@ -524,10 +524,10 @@ async def test_snapshot_folder_read_only(
     (folder / "d+g+").write_text("v1", encoding="utf-8")
     if os.geteuid() == 0:  # root writes through chmod: fail the writes as a read-only mount would
 
-        def read_only(*args: Any) -> bool:
+        def read_only(*args: Any, **kwargs: Any) -> str | None:
             raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
-        monkeypatch.setattr(aioacm.stores.FileStore, "_write_file", read_only)
+        monkeypatch.setattr(aioacm.stores.FileStore, "_stage", read_only)
     else:
         folder.chmod(0o555)
     try:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
+import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -190,23 +194,24 @@ async def test_read_if_listed_is_a_hint_and_read_stays_exact(tmp_path: Path) -> 
 # -- the hot path of every get ----------------------------------------------------------------
 
 
-def _count_write_jobs(monkeypatch: pytest.MonkeyPatch, store: FileStore) -> list[str]:
-    jobs: list[str] = []
-    real = store._write_file
+def _count_writes(monkeypatch: pytest.MonkeyPatch, store: FileStore) -> list[str]:
+    """Record the content of every write the store's thread jobs make, in order."""
+    writes: list[str] = []
+    real = store._write_batch
 
-    def counting(key: str, path: str, content: str, seq: int) -> bool:
-        jobs.append(content)
-        return real(key, path, content, seq)
+    def counting(batch: list[Any]) -> list[bool | Exception]:
+        writes.extend(write.content for write in batch)
+        return real(batch)
 
-    monkeypatch.setattr(store, "_write_file", counting)
-    return jobs
+    monkeypatch.setattr(store, "_write_batch", counting)
+    return writes
 
 
 async def test_concurrent_writes_of_one_content_share_one_job(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = FileStore(str(tmp_path), name="snapshot")
-    jobs = _count_write_jobs(monkeypatch, store)
+    jobs = _count_writes(monkeypatch, store)
     # 50 concurrent first reads of one key bring the same content: one write, all told True
     assert await asyncio.gather(*(store.write("k+g+", "v") for _ in range(50))) == [True] * 50
     assert jobs == ["v"]
@@ -221,7 +226,7 @@ async def test_a_shared_write_survives_a_cancelled_caller(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = FileStore(str(tmp_path), name="snapshot")
-    jobs = _count_write_jobs(monkeypatch, store)
+    jobs = _count_writes(monkeypatch, store)
     first = asyncio.ensure_future(store.write("k+g+", "v"))
     second = asyncio.ensure_future(store.write("k+g+", "v"))
     await asyncio.sleep(0)
@@ -373,3 +378,201 @@ async def test_holds_and_known_absent_answer_without_io(tmp_path: Path) -> None:
     stale = FileStore(str(tmp_path / "data"), name="failover", recheck=0)
     assert await stale.read("k+g+") == "pinned"
     assert not stale.known_absent("k+g+")  # a listing older than ``recheck`` proves nothing
+
+
+# -- group commit: one thread job, and one syncfs, for a burst of writes -----------------------
+
+
+class SyncRecorder:
+    """Stands in for ``stores._syncfs()``: records the folder at each call, then flushes for real
+    where the platform can (or fails, if told to)."""
+
+    def __init__(self, folder: Path, fail: OSError | None = None) -> None:
+        from aioacm import stores
+
+        self.folder, self.fail = folder, fail
+        self.real = stores._syncfs()
+        self.seen: list[list[str]] = []
+
+    def __call__(self, fd: int) -> None:
+        self.seen.append(sorted(os.listdir(self.folder)))
+        if self.fail is not None:
+            raise self.fail
+        if self.real is not None:
+            self.real(fd)
+
+
+@pytest.fixture
+def fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the fsyncs of the whole process while the test runs."""
+    calls: list[int] = []
+    real = os.fsync
+
+    def counting(fd: int) -> None:
+        calls.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", counting)
+    return calls
+
+
+def use_syncfs(monkeypatch: pytest.MonkeyPatch, recorder: SyncRecorder) -> None:
+    from aioacm import stores
+
+    monkeypatch.setattr(stores, "_syncfs", lambda: recorder)
+
+
+async def test_a_burst_of_writes_is_one_job_flushed_by_one_syncfs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsyncs: list[int]
+) -> None:
+    store = FileStore(str(tmp_path), name="snapshot")
+    recorder = SyncRecorder(tmp_path)
+    use_syncfs(monkeypatch, recorder)
+    batches: list[int] = []
+    real = store._write_batch
+    monkeypatch.setattr(
+        store, "_write_batch", lambda batch: batches.append(len(batch)) or real(batch)
+    )
+    keys = [f"k{i:02d}+g+" for i in range(50)]
+    # all 50 are queued in the same turn of the loop, before the job starts: one job
+    assert await asyncio.gather(*(store.write(key, f"v-{key}") for key in keys)) == [True] * 50
+    assert batches == [50]
+    assert fsyncs == []
+    [seen] = recorder.seen  # one flush, before any file was renamed into place
+    assert len(seen) == 50
+    assert all("~" in name and name.endswith(".tmp") for name in seen)
+    assert sorted(os.listdir(tmp_path)) == keys  # and no temporary file left
+    assert all((tmp_path / key).read_text(encoding="utf-8") == f"v-{key}" for key in keys)
+    assert all(store.holds(key, f"v-{key}") for key in keys)
+
+
+async def test_fewer_writes_than_the_syncfs_minimum_fsync_each_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsyncs: list[int]
+) -> None:
+    from aioacm import stores
+
+    store = FileStore(str(tmp_path), name="snapshot")
+    recorder = SyncRecorder(tmp_path)
+    use_syncfs(monkeypatch, recorder)
+    small = stores.SYNCFS_MIN_FILES - 1
+    results = await asyncio.gather(*(store.write(f"k{i}+g+", "v") for i in range(small)))
+    assert results == [True] * small
+    assert recorder.seen == []
+    assert len(fsyncs) == small
+    assert await store.write("one+g+", "v")
+    assert recorder.seen == []
+    assert len(fsyncs) == small + 1
+
+
+async def test_without_syncfs_a_burst_fsyncs_each_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsyncs: list[int]
+) -> None:
+    from aioacm import stores
+
+    monkeypatch.setattr(stores, "_syncfs", lambda: None)  # not Linux
+    store = FileStore(str(tmp_path), name="snapshot")
+    assert await asyncio.gather(*(store.write(f"k{i}+g+", "v") for i in range(10))) == [True] * 10
+    assert len(fsyncs) == 10
+    assert len(os.listdir(tmp_path)) == 10
+
+
+async def test_writes_that_come_during_a_job_go_together_in_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FileStore(str(tmp_path), name="snapshot")
+    started, release = threading.Event(), threading.Event()
+    batches: list[list[str]] = []
+    real = store._write_batch
+
+    def held(batch: list[Any]) -> list[bool | Exception]:
+        batches.append([write.key for write in batch])
+        if len(batches) == 1:
+            started.set()
+            release.wait(10)
+        return real(batch)
+
+    monkeypatch.setattr(store, "_write_batch", held)
+    first = asyncio.ensure_future(store.write("first+g+", "v"))
+    assert await asyncio.to_thread(started.wait, 10)  # the first job has started, and waits
+    later = [asyncio.ensure_future(store.write(f"k{i}+g+", "v")) for i in range(20)]
+    await asyncio.sleep(0.01)
+    assert len(batches) == 1  # one job at a time per store
+    release.set()
+    assert await first
+    assert await asyncio.gather(*later) == [True] * 20
+    assert batches == [["first+g+"], [f"k{i}+g+" for i in range(20)]]
+
+
+async def test_a_failed_syncfs_fails_its_batch_and_leaves_the_old_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = FileStore(str(tmp_path), name="snapshot")
+    assert await store.write("k0+g+", "old")
+    use_syncfs(monkeypatch, SyncRecorder(tmp_path, fail=OSError(errno.EIO, "I/O error")))
+    with caplog.at_level(logging.DEBUG, logger="aioacm"):
+        results = await asyncio.gather(*(store.write(f"k{i}+g+", "new") for i in range(8)))
+    assert results == [False] * 8
+    assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) == 1
+    assert os.listdir(tmp_path) == ["k0+g+"]  # no temporary file, no new file
+    assert (tmp_path / "k0+g+").read_text(encoding="utf-8") == "old"
+    assert not store.holds("k1+g+", "new")
+
+
+async def test_a_slow_syncfs_makes_the_store_fsync_each_file_for_a_while(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsyncs: list[int]
+) -> None:
+    from aioacm import stores
+
+    monkeypatch.setattr(stores, "SYNCFS_SLOW_PER_FILE", -1.0)  # every syncfs counts as slow
+    recorder = SyncRecorder(tmp_path / "a")
+    use_syncfs(monkeypatch, recorder)
+    store = FileStore(str(tmp_path / "a"), name="snapshot")
+    await asyncio.gather(*(store.write(f"k{i}+g+", "v") for i in range(8)))
+    assert (len(recorder.seen), len(fsyncs)) == (1, 0)
+    await asyncio.gather(*(store.write(f"k{i}+g+", "w") for i in range(8)))
+    assert (len(recorder.seen), len(fsyncs)) == (1, 8)  # paused: an fsync per file
+    assert {(tmp_path / "a" / f"k{i}+g+").read_text() for i in range(8)} == {"w"}
+    monkeypatch.setattr(store, "_syncfs_paused_until", time.monotonic() - 1)
+    await asyncio.gather(*(store.write(f"k{i}+g+", "x") for i in range(8)))
+    assert (len(recorder.seen), len(fsyncs)) == (2, 8)  # the pause is over
+
+
+async def test_a_write_outranked_while_queued_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FileStore(str(tmp_path), name="snapshot")
+    release = threading.Event()
+    real = store._write_batch
+
+    def held(batch: list[Any]) -> list[bool | Exception]:
+        release.wait(10)
+        return real(batch)
+
+    monkeypatch.setattr(store, "_write_batch", held)
+    writing = asyncio.ensure_future(store.write("k+g+", "v"))
+    await asyncio.sleep(0.01)  # the job holds the write, not yet staged
+    deleting = asyncio.ensure_future(store.delete("k+g+"))  # a newer change: it lands first
+    await asyncio.sleep(0.05)
+    release.set()
+    await deleting
+    assert await writing  # outranked, not failed
+    assert os.listdir(tmp_path) == []
+    assert not store.holds("k+g+", "v")
+
+
+def test_syncfs_flushes_a_folder_and_reports_errors(tmp_path: Path) -> None:
+    from aioacm import stores
+
+    syncfs = stores._syncfs()
+    if not sys.platform.startswith("linux"):
+        assert syncfs is None
+        return
+    assert syncfs is not None
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        syncfs(fd)
+    finally:
+        os.close(fd)
+    with pytest.raises(OSError, match="syncfs") as raised:
+        syncfs(fd)  # closed
+    assert raised.value.errno == errno.EBADF
