@@ -1,6 +1,8 @@
-"""Get throughput and latency of one client, in a process of its own (so CPU time is its own).
+"""Get throughput and latency, in a process of the benchmark's own (so CPU time is its own).
 
-``python get_worker.py CONFIG_JSON``; CONFIG has ``client`` (``aioacm``, ``floor`` or ``sync``),
+``python get_worker.py CONFIG_JSON``; CONFIG has ``client`` (``sync``, or ``aioacm``, ``floor``,
+or both as ``floor+aioacm``: their levels then alternate in this one process, one client at a
+time, so the CPU time of a level is still its client's),
 ``endpoint``, ``namespace``, ``keys`` (data ids, read round-robin), ``warm_key``, ``levels``
 (``[[concurrency, gets], ...]``), ``workdir``, and optionally ``first`` (``{"keys": [...],
 "concurrency": n, "repeats": n}``) and ``cold`` (true: leave out the unmeasured first read of each
@@ -14,7 +16,8 @@ Two measurements, because a key's first read and its later reads cost different 
   running application has. Then ``gets`` reads are timed.
 - **first reads** (a cold start): a fresh client with an empty snapshot folder opens its
   connections, then reads each of ``first["keys"]`` exactly once, timed. aioacm writes a
-  snapshot (temporary file, fsync, rename) for each; the sync SDK writes one on every get.
+  snapshot for each (temporary file, flushed to disk, renamed into place); the sync SDK
+  writes one on every get.
 
 - ``aioacm``: ``ACMClient.get`` with default options (address server, snapshots).
 - ``floor``: bare ``aiohttp`` GETs of the same URL with the same headers over one default
@@ -92,27 +95,31 @@ async def connect(call: Call, key: str, concurrency: int) -> None:
         await asyncio.gather(*(call(key) for _ in range(concurrency)))
 
 
-async def measure(open_client: Opener, cfg: dict[str, Any]) -> dict[str, Any]:
-    """The levels, then the first-read runs (see the module docstring)."""
+async def measure(openers: dict[str, Opener], cfg: dict[str, Any]) -> dict[str, Any]:
+    """The levels, then the first-read runs (see the module docstring), per client: with more
+    than one, their runs alternate (a level of each, in the order given, then the next level),
+    so that a slow patch of the machine, or of this process, weighs on all of them alike."""
     keys, warm_key = cfg["keys"], cfg["warm_key"]
-    levels = {}
+    out: dict[str, Any] = {name: {"levels": {}, "first": []} for name in openers}
     for concurrency, gets in cfg["levels"]:
-        async with open_client(f"c{concurrency}") as call:
-            await connect(call, warm_key, concurrency)
-            if not cfg.get("cold"):
-                await drive(call, keys, len(keys), concurrency)  # each key's first read
-            levels[str(concurrency)] = await drive(call, keys, gets, concurrency)
-    first = []
+        for name, open_client in openers.items():
+            async with open_client(f"c{concurrency}") as call:
+                await connect(call, warm_key, concurrency)
+                if not cfg.get("cold"):
+                    await drive(call, keys, len(keys), concurrency)  # each key's first read
+                out[name]["levels"][str(concurrency)] = await drive(call, keys, gets, concurrency)
     spec = cfg.get("first")
     for run in range(spec["repeats"] if spec else 0):
         assert spec is not None
-        async with open_client(f"first{run}") as call:
-            await connect(call, warm_key, spec["concurrency"])
-            first.append(await drive(call, spec["keys"], len(spec["keys"]), spec["concurrency"]))
-    return {"levels": levels, "first": first}
+        for name, open_client in openers.items():
+            async with open_client(f"first{run}") as call:
+                await connect(call, warm_key, spec["concurrency"])
+                first = await drive(call, spec["keys"], len(spec["keys"]), spec["concurrency"])
+                out[name]["first"].append(first)
+    return out
 
 
-async def run_aioacm(cfg: dict[str, Any]) -> dict[str, Any]:
+def aioacm_opener(cfg: dict[str, Any]) -> Opener:
     from aioacm import ACMClient
 
     @contextlib.asynccontextmanager
@@ -130,10 +137,10 @@ async def run_aioacm(cfg: dict[str, Any]) -> dict[str, Any]:
 
             yield call
 
-    return await measure(open_client, cfg)
+    return open_client
 
 
-async def run_floor(cfg: dict[str, Any]) -> dict[str, Any]:
+def floor_opener(cfg: dict[str, Any]) -> Opener:
     import aiohttp
 
     from aioacm import __version__
@@ -162,7 +169,23 @@ async def run_floor(cfg: dict[str, Any]) -> dict[str, Any]:
 
             yield call
 
-    return await measure(open_client, cfg)
+    return open_client
+
+
+OPENERS = {"aioacm": aioacm_opener, "floor": floor_opener}
+
+
+async def run_async(names: list[str], cfg: dict[str, Any]) -> dict[str, Any]:
+    """``measure`` for aioacm and/or the floor, in this process."""
+    return await measure({name: OPENERS[name](cfg) for name in names}, cfg)
+
+
+async def run_aioacm(cfg: dict[str, Any]) -> dict[str, Any]:
+    return (await run_async(["aioacm"], cfg))["aioacm"]  # type: ignore[no-any-return]
+
+
+async def run_floor(cfg: dict[str, Any]) -> dict[str, Any]:
+    return (await run_async(["floor"], cfg))["floor"]  # type: ignore[no-any-return]
 
 
 def drive_threads(
@@ -245,15 +268,13 @@ def run_sync(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     cfg = json.loads(sys.argv[1])
-    kind = cfg["client"]
+    kind = cfg["client"]  # "sync", or async clients joined by "+" (run alternately)
     if kind == "sync":
-        result = run_sync(cfg)
-    elif kind == "floor":
-        result = asyncio.run(run_floor(cfg))
-    else:
-        with profiled(cfg.get("profile")):
-            result = asyncio.run(run_aioacm(cfg))
-    emit({"client": kind, **result})
+        emit({"client": kind, "runs": {"sync": run_sync(cfg)}})
+        return
+    with profiled(cfg.get("profile")):
+        runs = asyncio.run(run_async(kind.split("+"), cfg))
+    emit({"client": kind, "runs": runs})
 
 
 if __name__ == "__main__":
