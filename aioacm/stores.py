@@ -10,7 +10,7 @@ Writes are group-committed: the writes that arrive while a thread job is writing
 then go together in the next job (one thread hop for all of them). A batch of at least
 ``SYNCFS_MIN_FILES`` files is flushed to disk with one ``syncfs`` of the folder's file system
 (Linux) instead of an fsync per file: the first reads of an application starting up, or of a
-watch of thousands of keys, cost a third of the CPU they did. ``syncfs`` flushes everything
+watch of thousands of keys, cost about half the CPU they did. ``syncfs`` flushes everything
 written to that file system, so a slow one (a busy disk shared with others) makes the store
 fsync each file again for ``SYNCFS_PAUSE`` seconds.
 
@@ -270,8 +270,8 @@ class FileStore:
         job.add_done_callback(functools.partial(self._committed, batch))
 
     def _committed(self, batch: list[_Write], job: asyncio.Future[list[bool | Exception]]) -> None:
-        if job.cancelled():
-            outcomes: list[bool | Exception] = [False] * len(batch)
+        if job.cancelled():  # nothing here cancels it; if something did, nothing was written
+            outcomes: list[bool | Exception] = [OSError("the write job was cancelled")] * len(batch)
         else:
             exc = job.exception()
             outcomes = job.result() if exc is None else [exc] * len(batch)  # type: ignore[list-item]
