@@ -416,18 +416,22 @@ def fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
-def use_syncfs(monkeypatch: pytest.MonkeyPatch, recorder: SyncRecorder) -> None:
+def use_syncfs(
+    monkeypatch: pytest.MonkeyPatch, folder: Path, fail: OSError | None = None
+) -> SyncRecorder:
+    """Make the stores flush through a ``SyncRecorder`` of ``folder``, and return it."""
     from aioacm import stores
 
+    recorder = SyncRecorder(folder, fail)
     monkeypatch.setattr(stores, "_syncfs", lambda: recorder)
+    return recorder
 
 
 async def test_a_burst_of_writes_is_one_job_flushed_by_one_syncfs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsyncs: list[int]
 ) -> None:
     store = FileStore(str(tmp_path), name="snapshot")
-    recorder = SyncRecorder(tmp_path)
-    use_syncfs(monkeypatch, recorder)
+    recorder = use_syncfs(monkeypatch, tmp_path)
     batches: list[int] = []
     real = store._write_batch
     monkeypatch.setattr(
@@ -452,8 +456,7 @@ async def test_fewer_writes_than_the_syncfs_minimum_fsync_each_file(
     from aioacm import stores
 
     store = FileStore(str(tmp_path), name="snapshot")
-    recorder = SyncRecorder(tmp_path)
-    use_syncfs(monkeypatch, recorder)
+    recorder = use_syncfs(monkeypatch, tmp_path)
     small = stores.SYNCFS_MIN_FILES - 1
     results = await asyncio.gather(*(store.write(f"k{i}+g+", "v") for i in range(small)))
     assert results == [True] * small
@@ -508,7 +511,7 @@ async def test_a_failed_syncfs_fails_its_batch_and_leaves_the_old_files(
 ) -> None:
     store = FileStore(str(tmp_path), name="snapshot")
     assert await store.write("k0+g+", "old")
-    use_syncfs(monkeypatch, SyncRecorder(tmp_path, fail=OSError(errno.EIO, "I/O error")))
+    use_syncfs(monkeypatch, tmp_path, fail=OSError(errno.EIO, "I/O error"))
     with caplog.at_level(logging.DEBUG, logger="aioacm"):
         results = await asyncio.gather(*(store.write(f"k{i}+g+", "new") for i in range(8)))
     assert results == [False] * 8
@@ -524,8 +527,7 @@ async def test_a_slow_syncfs_makes_the_store_fsync_each_file_for_a_while(
     from aioacm import stores
 
     monkeypatch.setattr(stores, "SYNCFS_SLOW_PER_FILE", -1.0)  # every syncfs counts as slow
-    recorder = SyncRecorder(tmp_path / "a")
-    use_syncfs(monkeypatch, recorder)
+    recorder = use_syncfs(monkeypatch, tmp_path / "a")
     store = FileStore(str(tmp_path / "a"), name="snapshot")
     await asyncio.gather(*(store.write(f"k{i}+g+", "v") for i in range(8)))
     assert (len(recorder.seen), len(fsyncs)) == (1, 0)
