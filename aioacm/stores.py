@@ -335,11 +335,12 @@ class FileStore:
         if self._listing is not None:
             self._listing.discard(key)
 
-    # Each operation is one job in a worker thread, start to finish. A caller cancelled
-    # meanwhile leaves the job to finish on its own: no file is left open or half-written,
-    # and no temporary file stays behind. Jobs can then outlive their caller and finish out
-    # of order, so each change gets a number and a change older than the one already on
-    # disk is dropped instead of replacing it.
+    # Each batch of writes, and each delete, is one job in a worker thread, start to finish.
+    # A caller cancelled meanwhile leaves the job to finish on its own: no file is left open
+    # or half-written, and no temporary file stays behind. A delete's job can then run before
+    # or after a batch holding an older or newer write of its key, so each change gets a
+    # number and a change older than the one already on disk is dropped instead of replacing
+    # it.
 
     def _write_batch(self, batch: list[_Write]) -> list[bool | Exception]:
         """Write a batch; per write, True (landed), False (a newer change outranked it) or the
@@ -349,8 +350,13 @@ class FileStore:
             syncfs = None
         outcomes: list[bool | Exception] = [False] * len(batch)
         staged: list[tuple[int, str | None]] = []  # (index, temporary file or None: in place)
+        # Only the newest write of a key is made (the others are outranked): an older one
+        # renamed into place after the newer one found its content already there would win.
+        newest = {write.key: i for i, write in enumerate(batch)}
         try:
             for i, write in enumerate(batch):
+                if newest[write.key] != i:
+                    continue
                 try:
                     staged.append((i, self._stage(write, fsync=syncfs is None)))
                 except OSError as exc:

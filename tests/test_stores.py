@@ -195,7 +195,7 @@ async def test_read_if_listed_is_a_hint_and_read_stays_exact(tmp_path: Path) -> 
 
 
 def _count_writes(monkeypatch: pytest.MonkeyPatch, store: FileStore) -> list[str]:
-    """Record the content of every write the store's thread jobs make, in order."""
+    """Record the content of every write handed to the store's thread jobs, in order."""
     writes: list[str] = []
     real = store._write_batch
 
@@ -578,3 +578,17 @@ def test_syncfs_flushes_a_folder_and_reports_errors(tmp_path: Path) -> None:
     with pytest.raises(OSError, match="syncfs") as raised:
         syncfs(fd)  # closed
     assert raised.value.errno == errno.EBADF
+
+
+async def test_the_newest_of_two_writes_of_a_key_in_one_batch_wins(tmp_path: Path) -> None:
+    store = FileStore(str(tmp_path), name="snapshot")
+    assert await store.write("k+g+", "old")
+    # one batch: "new", then "old" again (already on disk when the batch starts)
+    assert await asyncio.gather(store.write("k+g+", "new"), store.write("k+g+", "old")) == [
+        True,
+        True,
+    ]
+    assert (tmp_path / "k+g+").read_text(encoding="utf-8") == "old"
+    assert store.holds("k+g+", "old")
+    assert not store.holds("k+g+", "new")
+    assert os.listdir(tmp_path) == ["k+g+"]
