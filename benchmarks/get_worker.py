@@ -1,4 +1,4 @@
-"""Get throughput and latency, in a process of the benchmark's own (so CPU time is its own).
+"""Get throughput and latency, measured in a worker process (so its CPU time is the clients').
 
 ``python get_worker.py CONFIG_JSON``; CONFIG has ``client`` (``sync``, or ``aioacm``, ``floor``,
 or both as ``floor+aioacm``: their levels then alternate in this one process, one client at a

@@ -3,13 +3,13 @@
     python benchmarks/paired.py                      # 10 pairs at concurrency 64 and 256
     python benchmarks/paired.py --rounds 20 --concurrency 64
 
-``run.py`` runs each client in a process of its own, seconds apart, and on this kind of machine
-the floor moves by a third from one process to the next: its aioacm/floor ratios move by about
-±0.1. Here one process (pinned like ``run.py``'s clients, the bundled server on its own CPU)
-runs a floor level then an aioacm level, each exactly as ``get_worker.py`` runs them (a fresh
-client and an empty snapshot folder per level, every key read once before the level is timed),
-over and over, and reports per concurrency the median of the per-pair ratios with their
-quartiles (±0.02 in a quiet stretch of the machine, ±0.05–0.1 in a noisy one). ``--cold``
+On this kind of machine a client's speed moves by up to half from one process to the next, so
+``run.py`` pairs aioacm's and the floor's levels in one worker, five times over. This runs only
+that comparison, with as many pairs as asked: one process (pinned like ``run.py``'s clients,
+the bundled server on its own CPU) runs a floor level then an aioacm level, each exactly as
+``get_worker.py`` runs them (a fresh client and an empty snapshot folder per level, every key
+read once before the level is timed), over and over, and reports per concurrency the median of
+the per-pair ratios with their quartiles (±0.02 in a quiet stretch of the machine, ±0.05–0.1 in a noisy one). ``--cold``
 times each key's first read too, as the levels did until session 5. A tool for working on the
 get path; ``results.md`` does not use it.
 """

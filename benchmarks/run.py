@@ -1,11 +1,12 @@
 """aioacm benchmarks: aioacm against the sync SDK and the bare-aiohttp floor, side by side.
 
-    python benchmarks/run.py            # the full run (about 20 minutes), writes results.md
+    python benchmarks/run.py            # the full run (about 13 minutes), writes results.md
     python benchmarks/run.py --quick    # a tiny run (seconds) that exercises every section
     nox -s bench                        # the full run in its own environment
 
 It starts the bundled server (``python -m aioacm.server``) in a separate process, fills it, and
-runs every client in a process of its own (so CPU accounting is per client):
+runs the clients in worker processes (so CPU accounting is per client; aioacm's and the floor's
+gets share a worker, one client at a time):
 
 1. get throughput and latency at concurrency 1, 64 and 256 (aioacm, floor, sync + 32 threads),
    once every key has been read; and, apart, each of 1,000 keys read once by a fresh client
@@ -88,7 +89,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--profile",
         type=Path,
         metavar="DIR",
-        help="profile every aioacm worker with pyinstrument into DIR (text and HTML)",
+        help="profile every aioacm worker with pyinstrument into DIR (text and HTML; a get "
+        "worker runs the floor's levels too)",
     )
     args = parser.parse_args(argv)
     full = {
