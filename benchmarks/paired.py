@@ -9,9 +9,9 @@ that comparison, with as many pairs as asked: one process (pinned like ``run.py`
 the bundled server on its own CPU) runs a floor level then an aioacm level, each exactly as
 ``get_worker.py`` runs them (a fresh client and an empty snapshot folder per level, every key
 read once before the level is timed), over and over, and reports per concurrency the median of
-the per-pair ratios with their quartiles (±0.02 in a quiet stretch of the machine, ±0.05–0.1 in a noisy one). ``--cold``
-times each key's first read too, as the levels did until session 5. A tool for working on the
-get path; ``results.md`` does not use it.
+the per-pair ratios with their quartiles (±0.02 in a quiet stretch of the machine, ±0.05–0.1
+in a noisy one). ``--cold`` times each key's first read too, as the levels did until session 5.
+A tool for working on the get path; ``results.md`` does not use it.
 """
 
 from __future__ import annotations
