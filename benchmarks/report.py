@@ -111,19 +111,25 @@ def brief_cli(result: dict[str, Any]) -> str:
 # -- sections ---------------------------------------------------------------------------------
 
 
+def figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """figure -> spread over the rows (one per timed run of gets), and their errors summed."""
+    out: dict[str, Any] = {
+        name: spread(row[name] for row in rows)
+        for name in ("rps", "p50_ms", "p99_ms", "cpu_per_get_us")
+    }
+    out["errors"] = sum(row["errors"] for row in rows)
+    return out
+
+
 def get_stats(results: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
     """client -> level -> figure -> spread."""
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for client, runs in results["runs"].items():
         good = ok_runs(runs)
-        out[client] = {}
-        for level, _gets in results["levels"]:
-            rows = [r["levels"][str(level)] for r in good]
-            out[client][str(level)] = {
-                name: spread(row[name] for row in rows)
-                for name in ("rps", "p50_ms", "p99_ms", "cpu_per_get_us")
-            }
-            out[client][str(level)]["errors"] = sum(row["errors"] for row in rows)
+        out[client] = {
+            str(level): figures([r["levels"][str(level)] for r in good])
+            for level, _gets in results["levels"]
+        }
     return out
 
 
@@ -156,11 +162,7 @@ def first_stats(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     for client, runs in results["runs"].items():
         rows = [row for r in ok_runs(runs) for row in r.get("first", [])]
         if rows:
-            out[client] = {
-                name: spread(row[name] for row in rows)
-                for name in ("rps", "p50_ms", "p99_ms", "cpu_per_get_us")
-            }
-            out[client]["errors"] = sum(row["errors"] for row in rows)
+            out[client] = figures(rows)
     return out
 
 
