@@ -7,6 +7,7 @@ from .auth import (
     RamRoleCredentialsProvider,
     StaticCredentialsProvider,
 )
+from .base import ConfigClient, WatchCallback
 from .client import ACMClient
 from .dispatch import ConfigChange
 from .errors import (
@@ -22,7 +23,8 @@ from .errors import (
     KMSError,
     ServerUnavailableError,
 )
-from .protocol import DEFAULT_GROUP
+from .keys import DEFAULT_GROUP
+from .stats import ClientStats
 
 __all__ = [
     "DEFAULT_GROUP",
@@ -32,7 +34,9 @@ __all__ = [
     "AccessDeniedError",
     "BadRequestError",
     "ClientClosedError",
+    "ClientStats",
     "ConfigChange",
+    "ConfigClient",
     "ConfigNotFoundError",
     "Credentials",
     "CredentialsError",
@@ -43,5 +47,6 @@ __all__ = [
     "RamRoleCredentialsProvider",
     "ServerUnavailableError",
     "StaticCredentialsProvider",
+    "WatchCallback",
     "__version__",
 ]

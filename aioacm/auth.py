@@ -1,12 +1,10 @@
-"""Request signing (pure) and credential providers.
-
-Signing follows the sync SDK byte for byte: ``Spas-AccessKey`` and ``timeStamp`` on every
-request once auth is on, and ``Spas-Signature`` = base64(HMAC-SHA1(secret, sign string)) where
-the sign string is ``tenant+group+ts``, ``group+ts`` or ``tenant+ts`` from the parameters the
-request carries (none for the long poll, which the sync SDK sends unsigned).
+"""Credentials and the HMAC they sign with.
 
 Credentials come from a ``CredentialsProvider``: fixed keys, an ECS RAM role (temporary STS
 credentials from the instance metadata service, refreshed before they expire), or the user's own.
+``ClientCredentials`` is the one live provider a client hands to everything that signs (its
+dialect and KMS): it follows the client's options, so changing ``ram_role_name`` rewires
+nothing by hand. What is signed and where the signature goes is each dialect's business.
 """
 
 from __future__ import annotations
@@ -22,21 +20,23 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import quote
 
 import aiohttp
 
 from .errors import CredentialsError
 
+if TYPE_CHECKING:
+    from .options import Options
+
 __all__ = [
+    "ClientCredentials",
     "Credentials",
     "CredentialsProvider",
     "RamRoleCredentialsProvider",
     "StaticCredentialsProvider",
     "sign",
-    "sign_headers",
-    "sign_string",
 ]
 
 
@@ -122,7 +122,7 @@ class RamRoleCredentialsProvider:
         self.role_name = role_name
         self.metadata_url = metadata_url.rstrip("/")
         self._session = session
-        self._timeout = timeout
+        self.timeout = timeout
         self._refresh_margin = refresh_margin
         self._retry_interval = retry_interval
         self._clock = clock
@@ -178,7 +178,7 @@ class RamRoleCredentialsProvider:
         headers = {"X-aliyun-ecs-metadata-token-ttl-seconds": str(METADATA_TOKEN_TTL)}
         try:
             async with self._session.put(
-                url, headers=headers, timeout=aiohttp.ClientTimeout(total=self._timeout)
+                url, headers=headers, timeout=aiohttp.ClientTimeout(total=self.timeout)
             ) as resp:
                 body = await resp.read()
                 status = resp.status
@@ -201,12 +201,12 @@ class RamRoleCredentialsProvider:
         )
         try:
             async with self._session.get(
-                url, headers=headers, timeout=aiohttp.ClientTimeout(total=self._timeout)
+                url, headers=headers, timeout=aiohttp.ClientTimeout(total=self.timeout)
             ) as resp:
                 body = await resp.read()
                 status, date = resp.status, resp.headers.get("Date")
         except asyncio.TimeoutError:
-            raise self._error(f"no answer within {self._timeout:g} s") from None
+            raise self._error(f"no answer within {self.timeout:g} s") from None
         except (aiohttp.ClientError, OSError) as exc:
             raise self._error(type(exc).__name__) from None
         if status != 200:
@@ -254,27 +254,74 @@ class RamRoleCredentialsProvider:
         return _Lease(credentials, expiration - skew)
 
 
-def sign_string(tenant: str | None, group: str | None, timestamp: str) -> str:
-    """The string the sync SDK signs; ``""`` when the request carries neither tenant nor group."""
-    prefix = "".join(f"{part}+" for part in (tenant, group) if part)
-    return f"{prefix}{timestamp}" if prefix else ""
-
-
 def sign(secret_key: str, text: str) -> str:
     """base64(HMAC-SHA1(secret_key, text)), standard alphabet, padded, no newline."""
     digest = hmac.new(secret_key.encode("utf-8"), text.encode("utf-8"), hashlib.sha1).digest()
     return base64.b64encode(digest).decode("ascii")
 
 
-def sign_headers(
-    credentials: Credentials, tenant: str | None, group: str | None, timestamp_ms: int
-) -> dict[str, str]:
-    """The auth headers for one request."""
-    ts = str(timestamp_ms)
-    headers = {"Spas-AccessKey": credentials.access_key, "timeStamp": ts}
-    if credentials.security_token:
-        headers["Spas-SecurityToken"] = credentials.security_token
-    text = sign_string(tenant, group, ts)
-    if text:
-        headers["Spas-Signature"] = sign(credentials.secret_key, text)
-    return headers
+class ClientCredentials:
+    """The credentials of one client, as its options say now: the RAM role's when
+    ``ram_role_name`` is set (it wins over ak/sk, as in the sync SDK), else the provider the
+    client was given (its ak/sk, or ``credentials=``), else none.
+
+    One object is shared by everything that signs; the RAM role's provider is made on first
+    use and made again when the role or the metadata URL changes.
+
+    Args:
+        given: the client's own provider, if any.
+        options: the client's live options.
+    """
+
+    def __init__(self, given: CredentialsProvider | None, options: Options) -> None:
+        self.given = given
+        self._options = options
+        self._session: aiohttp.ClientSession | None = None
+        self._role: RamRoleCredentialsProvider | None = None
+
+    def __repr__(self) -> str:
+        return f"ClientCredentials(provider={self.provider()!r})"
+
+    def bind(self, session: aiohttp.ClientSession | None) -> None:
+        """The session RAM role credentials are fetched over (None: the client closed)."""
+        self._session = session
+        self._role = None
+
+    @property
+    def configured(self) -> bool:
+        """Whether there are credentials to sign with (a role, or a given provider)."""
+        return bool(self._options.ram_role_name) or self.given is not None
+
+    def provider(self) -> CredentialsProvider | None:
+        """The provider in force now (no I/O)."""
+        options = self._options
+        role = options.ram_role_name
+        if not role:
+            return self.given
+        current = self._role
+        if (
+            current is None
+            or current.role_name != role
+            or current.metadata_url != options.ram_metadata_url.rstrip("/")
+        ):
+            if self._session is None:
+                raise CredentialsError(f"RAM role {role!r}: the client is not open")
+            current = self._role = RamRoleCredentialsProvider(
+                role,
+                session=self._session,
+                metadata_url=options.ram_metadata_url,
+                timeout=options.default_timeout,
+            )
+        current.timeout = options.default_timeout  # kept live, like every other option
+        return current
+
+    async def get_credentials(self) -> Credentials:
+        """The credentials to sign with now.
+
+        Raises:
+            CredentialsError: there are none, or the RAM role's could not be fetched.
+        """
+        provider = self.provider()
+        if provider is None:
+            raise CredentialsError("no credentials: give ak/sk, credentials= or a RAM role")
+        return await provider.get_credentials()

@@ -38,7 +38,9 @@ class ConfigChange:
         namespace: the namespace ("" for the default one).
         content: the content (decrypted for ``cipher-`` items), None when the item was deleted.
         raw_content: the content as stored on the server.
-        md5: the md5 ACM keeps for ``raw_content`` ("" when deleted).
+        md5: the md5 the server keeps for ``raw_content`` ("" when deleted).
+        config_type: the config type the server keeps (Nacos: ``yaml``, ``json``...), None
+            where it keeps none (ACM) or did not say.
     """
 
     data_id: str
@@ -47,6 +49,7 @@ class ConfigChange:
     content: str | None
     raw_content: str | None
     md5: str
+    config_type: str | None = None
 
     @property
     def deleted(self) -> bool:

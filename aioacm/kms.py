@@ -23,7 +23,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from .auth import Credentials, CredentialsProvider
+from .auth import ClientCredentials, Credentials
 from .errors import InvalidOptionError, KMSError
 from .options import Options
 
@@ -98,7 +98,7 @@ class KMS:
             ``kms_secret`` are not set.
     """
 
-    def __init__(self, options: Options, credentials: CredentialsProvider | None) -> None:
+    def __init__(self, options: Options, credentials: ClientCredentials) -> None:
         self.options = options
         self.credentials = credentials
         self._client: Any = None
@@ -123,7 +123,7 @@ class KMS:
         if encrypting and not self.options.key_id:
             raise InvalidOptionError("publishing a cipher- item needs the key_id option")
         has_own = bool(self.options.kms_ak and self.options.kms_secret)
-        if not has_own and self.credentials is None:
+        if not has_own and not self.credentials.configured:
             raise InvalidOptionError(
                 "kms_enabled=True needs kms_ak/kms_secret, the client's ak/sk or a RAM role"
             )
@@ -131,7 +131,6 @@ class KMS:
     async def _credentials(self) -> Credentials:
         if self.options.kms_ak and self.options.kms_secret:
             return Credentials(self.options.kms_ak, self.options.kms_secret)
-        assert self.credentials is not None  # check() ran first
         return await self.credentials.get_credentials()
 
     async def _tea_client(self) -> Any:

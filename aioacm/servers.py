@@ -1,31 +1,30 @@
 """The list of data servers: where it comes from, which one is in use, and its refresh task.
 
-Sources, first match wins: the ``DIAMOND_SERVER_IPS`` environment variable (comma-separated
-``host[:port]``); the address server (``cai_enabled``, optionally per unit); else the endpoint
-itself. The list is shuffled once so clients spread over servers; the client then sticks to one
-server and moves round-robin only when it fails.
+Where the list comes from is the dialect's ``ServerPlan``, read again at every load: a fixed
+list, or an address server (one ``host[:port]`` a line) asked again every
+``address_refresh_interval`` seconds. The list is shuffled once so clients spread over servers;
+the client then sticks to one server and moves round-robin only when it fails.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
 import logging
-import os
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable
 
 from ._tasks import cancel_and_wait
 from .errors import ServerUnavailableError
 from .options import Options
-from .protocol import parse_server_list
+from .wire import Server, ServerPlan
 
-__all__ = ["ADDRESS_TIMEOUT", "Server", "ServerList"]
+__all__ = ["ADDRESS_TIMEOUT", "Server", "ServerList", "format_server", "parse_server_list"]
 
 logger = logging.getLogger(__name__)
-
-Server = tuple[str, int]
 
 ADDRESS_TIMEOUT = 3.0
 # After the address server failed, requests in the next second fail fast instead of each
@@ -40,26 +39,76 @@ def format_server(server: Server) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+# A server in an address server's list: a DNS name or an IPv4 address (IPv6 is checked with
+# ipaddress). Underscores occur in real internal names, so they are let through.
+_HOST_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,251}[A-Za-z0-9_])?")
+
+
+def _valid_host(host: str) -> bool:
+    if _HOST_NAME.fullmatch(host):
+        return True
+    if "%" in host:  # a zone id would need escaping in every URL
+        return False
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_server_list(text: str, default_port: int) -> list[Server]:
+    """Parse a server list: one ``host``, ``host:port`` or ``[v6]:port`` a line.
+
+    Blank lines are skipped, and so is any line that is not a plain host name or IP address
+    with an optional decimal port: an error page or a line like ``evil/x?`` must never become
+    a server, nor smuggle a path into the URLs built from it.
+    """
+    servers: list[Server] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        host, port_text = line, ""
+        if line.startswith("["):
+            end = line.find("]")
+            if end < 0:
+                continue
+            host, rest = line[1:end], line[end + 1 :]
+            if rest:
+                if not rest.startswith(":"):
+                    continue
+                port_text = rest[1:]
+        elif line.count(":") == 1:
+            host, _, port_text = line.partition(":")
+        port = default_port
+        if port_text or line.endswith(":"):
+            if not (port_text.isascii() and port_text.isdigit()):
+                continue
+            port = int(port_text)
+        if not 0 < port < 65536 or not _valid_host(host):
+            continue
+        servers.append((host, port))
+    return servers
+
+
 class ServerList:
     """The servers one client talks to.
 
     Args:
-        endpoint: the endpoint given to the client (``host[:port]``).
-        unit_name: the address-server unit, if any.
-        options: the client's options (read at each load: tls and cai may change).
+        plan: the dialect's ``server_plan`` (called at each load: options may have changed).
+        options: the client's options (``address_refresh_interval``).
         fetch: ``fetch(url, timeout)`` returning the body of a plain GET as text; raises on
             failure (the transport's).
     """
 
     def __init__(
         self,
-        endpoint: str,
-        unit_name: str | None,
+        plan: Callable[[], ServerPlan],
         options: Options,
         fetch: Callable[[str, float], Awaitable[str]],
     ) -> None:
-        self._endpoint = endpoint
-        self._unit_name = unit_name
+        self._plan = plan
+        self._name = plan().name
         self._options = options
         self._fetch = fetch
         self._servers: list[Server] = []
@@ -82,6 +131,11 @@ class ServerList:
         fast path of every request."""
         return self._servers
 
+    @property
+    def current_name(self) -> str | None:
+        """``host:port`` of the server in use, None before the list is loaded. No I/O."""
+        return format_server(self.current()) if self._servers else None
+
     def current(self) -> Server:
         """The server in use. Only valid after ``ensure()``."""
         return self._servers[self._index % len(self._servers)]
@@ -103,34 +157,23 @@ class ServerList:
         self._failed_at = 0.0
 
     @property
-    def _default_port(self) -> int:
-        return 443 if self._options.tls_enabled else 8080
-
-    def _address_url(self) -> str:
-        endpoint = self._endpoint if ":" in self._endpoint else f"{self._endpoint}:8080"
-        if self._unit_name:
-            return f"http://{endpoint}/diamond-server/diamond-unit-{self._unit_name}?nofix=1"
-        return f"http://{endpoint}/diamond-server/diamond"
-
-    @property
     def uses_address_server(self) -> bool:
-        """Whether the list comes from the address server (and so is refreshed)."""
-        return not os.environ.get("DIAMOND_SERVER_IPS", "").strip() and self._options.cai_enabled
+        """Whether the list comes from an address server (and so is refreshed)."""
+        return self._plan().address_url is not None
 
     async def _load(self) -> list[Server]:
-        static = os.environ.get("DIAMOND_SERVER_IPS", "").strip()
-        if static:
-            return parse_server_list(static.replace(",", "\n"), self._default_port)
-        if not self._options.cai_enabled:
-            return parse_server_list(self._endpoint, self._default_port)
-        url = self._address_url()
+        plan = self._plan()
+        self._name = plan.name
+        url = plan.address_url
+        if url is None:
+            return list(plan.servers)
         try:
             text = await self._fetch(url, ADDRESS_TIMEOUT)
         except Exception as exc:
             logger.warning("address server %s failed: %s", url, exc)
             self._failure = (f"address server {url} failed: {exc}", exc)
             return []
-        servers = parse_server_list(text, self._default_port)
+        servers = parse_server_list(text, plan.default_port)
         if not servers:
             logger.warning("address server %s listed no server", url)
             self._failure = (f"address server {url} listed no server", None)
@@ -138,7 +181,7 @@ class ServerList:
 
     def _unavailable(self) -> ServerUnavailableError:
         """The error for "no server": with the address server's failure as reason and cause."""
-        message = f"no server available for {self._endpoint}"
+        message = f"no server available for {self._name}"
         if self._failure is None:
             return ServerUnavailableError(message)
         reason, cause = self._failure
@@ -163,7 +206,7 @@ class ServerList:
                 self._servers, self._index = servers, 0
                 logger.info(
                     "servers for %s: %s",
-                    self._endpoint,
+                    self._name,
                     ", ".join(format_server(s) for s in servers),
                 )
             self._start_refresh()

@@ -1,6 +1,9 @@
-"""HTTP to the ACM servers over one shared aiohttp session.
+"""HTTP to the config servers over one shared aiohttp session.
 
-The one place where aiohttp and OS errors become aioacm errors. A request sticks to the current
+The transport sends the requests a dialect builds (``aioacm.dialects``) and knows nothing of
+any protocol: the dialect gives it the headers every request carries and the signer that adds
+auth headers to each attempt. It is the one place where aiohttp and OS errors become aioacm
+errors. A request sticks to the current
 server and moves to the next one on 5xx, 408, 429, connection errors and timeouts; 409 (item
 being rewritten) is retried briefly on the same server first; 403 and other 4xx are raised at
 once. Redirects are not followed.
@@ -20,31 +23,27 @@ import functools
 import logging
 import math
 import ssl
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from typing import Protocol
+from urllib.parse import urlencode
 
 import aiohttp
-from multidict import CIMultiDictProxy
 from yarl import URL
 
-from ._version import __version__
-from .auth import CredentialsProvider, sign_headers
 from .errors import (
     AccessDeniedError,
     ACMRequestException,
     BadRequestError,
-    InvalidParameterError,
     ServerUnavailableError,
 )
 from .options import Options
-from .protocol import encode_form, encode_query
-from .servers import Server, ServerList, format_server
+from .servers import ServerList, format_server
+from .wire import Request, Response, Server, ServerPlan, Signer
 
-__all__ = ["FORM_CONTENT_TYPE", "MAX_CONCURRENT_REQUESTS", "Response", "Transport"]
+__all__ = ["MAX_CONCURRENT_REQUESTS", "FairLimiter", "Framing", "Response", "Transport"]
 
 logger = logging.getLogger(__name__)
 
-FORM_CONTENT_TYPE = "application/x-www-form-urlencoded; charset=GBK"
 _CONFLICT_RETRIES = (0.05, 0.1, 0.2)
 _SERVER_BUSY = frozenset({408, 409, 429})
 _ATTEMPTS = (*_CONFLICT_RETRIES, None)  # the delay before the next try on a 409, None: last
@@ -56,24 +55,6 @@ MAX_CONCURRENT_REQUESTS = 100
 _URL_CACHE_SIZE = 1024
 
 
-class Response:
-    """A server's answer that the caller has to interpret (2xx or 404). A slotted class, not
-    a NamedTuple: one is made per request, and this is cheaper to make."""
-
-    __slots__ = ("body", "headers", "server", "status")
-
-    def __init__(
-        self, status: int, body: bytes, headers: CIMultiDictProxy[str], server: str
-    ) -> None:
-        self.status = status
-        self.body = body
-        self.headers = headers
-        self.server = server
-
-    def __repr__(self) -> str:  # never the body: it may be a secret config
-        return f"Response(status={self.status}, server={self.server!r}, {len(self.body)} bytes)"
-
-
 @functools.lru_cache(maxsize=_URL_CACHE_SIZE)
 def _route(
     tls: bool, server: Server, path: str, query: tuple[tuple[str, str | int], ...]
@@ -82,11 +63,11 @@ def _route(
     name = format_server(server)
     target = path
     if query:
-        target += ("&" if "?" in path else "?") + encode_query(query)
+        target += ("&" if "?" in path else "?") + urlencode(query)
     return name, URL(f"{'https' if tls else 'http'}://{name}{target}", encoded=True)
 
 
-class _FairLimiter:
+class FairLimiter:
     """At most ``size`` holders at once; the others are served strictly in arrival order (a
     releasing holder hands its slot straight to the oldest waiter, so nobody jumps the queue).
 
@@ -99,6 +80,16 @@ class _FairLimiter:
         self._waiters: collections.deque[tuple[float, asyncio.Future[None]]] = collections.deque()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
+
+    @property
+    def waiting(self) -> int:
+        """How many callers wait for a slot (some may have given up already)."""
+        return len(self._waiters)
+
+    @property
+    def timer_armed(self) -> bool:
+        """Whether a deadline timer is pending (never when nobody waits)."""
+        return self._timer is not None
 
     def try_acquire(self) -> bool:
         """Take a slot if one is free and nobody waits for one (no I/O, no await)."""
@@ -159,40 +150,41 @@ class _FairLimiter:
             self._timer, self._timer_at = None, math.inf
 
 
+class Framing(Protocol):
+    """What the transport asks of a dialect: where the servers come from, the headers every
+    request carries, and the signer of the moment (see ``aioacm.dialects.Dialect``)."""
+
+    def server_plan(self) -> ServerPlan: ...
+
+    def common_headers(self, body: bool) -> Mapping[str, str]: ...
+
+    def signer(self) -> Signer | None: ...
+
+
 class Transport:
     """Sends requests for one client.
 
     Args:
         session: the client's session (shared by every request, never closed here).
-        endpoint: the client's endpoint.
-        unit_name: the address-server unit, if any.
-        options: the client's live options.
-        credentials: signs requests when auth is on.
+        options: the client's live options (``tls_enabled``, ``tls_ca_file``...).
+        framing: the dialect: servers, common headers and the signer.
     """
 
     def __init__(
         self,
         session: aiohttp.ClientSession,
-        endpoint: str,
-        unit_name: str | None,
         options: Options,
-        credentials: CredentialsProvider | None,
+        framing: Framing,
     ) -> None:
         self.session = session
         self.options = options
-        self.credentials = credentials
-        self.servers = ServerList(endpoint, unit_name, options, self.fetch_text)
+        self.servers = ServerList(framing.server_plan, options, self.fetch_text)
+        self._framing = framing
         self._ssl_contexts: dict[str | None, ssl.SSLContext] = {}
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
-        self._limiter = _FairLimiter(MAX_CONCURRENT_REQUESTS)
-        # (app_name, has a body) -> the headers every request carries
-        self._common_headers: dict[tuple[str, bool], dict[str, str]] = {}
-
-    @property
-    def auth_enabled(self) -> bool:
-        """Whether requests are signed (the option, else "when credentials were given")."""
-        enabled = self.options.auth_enabled
-        return self.credentials is not None if enabled is None else enabled
+        self._limiter = FairLimiter(MAX_CONCURRENT_REQUESTS)
+        #: attempts sent to a server (every try of every request)
+        self.attempts = 0
 
     def _ssl(self) -> ssl.SSLContext | bool:
         if not self.options.tls_enabled:
@@ -219,40 +211,15 @@ class Transport:
             raise ACMRequestException(f"{url} answered {resp.status}", status=resp.status)
         return body.decode("utf-8", errors="replace")
 
-    def _base_headers(self, form: bool) -> dict[str, str]:
-        # Shared by every request: aiohttp copies the headers it is given, and nothing here
-        # changes this dict once built.
-        app_name = self.options.app_name
-        headers = self._common_headers.get((app_name, form))
-        if headers is None:
-            headers = {
-                "Diamond-Client-AppName": app_name,
-                "Client-Version": __version__,
-                "exConfigInfo": "true",
-            }
-            if form:
-                headers["Content-Type"] = FORM_CONTENT_TYPE
-            self._common_headers[(app_name, form)] = headers
-        return headers
-
-    async def _headers(
-        self,
-        form: bool,
-        sign: tuple[str | None, str | None],
-        extra: Mapping[str, str] | None,
-    ) -> Mapping[str, str]:
-        base = self._base_headers(form)
-        signing = self.auth_enabled and self.credentials is not None
-        if not extra and not signing:
+    async def _headers(self, request: Request, signer: Signer | None) -> Mapping[str, str]:
+        base = self._framing.common_headers(request.body is not None)
+        if not request.headers and signer is None:
             return base
         headers = dict(base)
-        if extra:
-            headers.update(extra)
-        if signing:
-            assert self.credentials is not None
-            credentials = await self.credentials.get_credentials()
-            tenant, group = sign
-            headers.update(sign_headers(credentials, tenant, group, int(time.time() * 1000)))
+        if request.headers:
+            headers.update(request.headers)
+        if signer is not None:
+            headers.update(await signer(request))
         return headers
 
     def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
@@ -263,16 +230,10 @@ class Transport:
             timeout = self._timeouts[seconds] = aiohttp.ClientTimeout(total=seconds)
         return timeout
 
-    async def request(
+    async def send(
         self,
-        method: str,
-        path: str,
+        request: Request,
         *,
-        query: Sequence[tuple[str, str | int]] = (),
-        form: Sequence[tuple[str, str]] | None = None,
-        body: bytes | None = None,
-        sign: tuple[str | None, str | None] = (None, None),
-        headers: Mapping[str, str] | None = None,
         timeout: float,
         key: str | None = None,
         limited: bool = True,
@@ -280,20 +241,14 @@ class Transport:
         """Send one request, moving across servers until one answers.
 
         Args:
-            method: "GET" or "POST".
-            path: the path, with a fixed query part if any (``/diamond-server/...``).
-            query: query parameters (appended in order).
-            form: form fields, sent GBK-encoded.
-            body: a form body already encoded (instead of ``form``).
-            sign: the ``(tenant, group)`` this request carries, for the signature.
-            headers: extra headers.
+            request: what a dialect built.
             timeout: seconds for one attempt on one server.
             key: the config key, for error messages.
             limited: wait for a turn among ``MAX_CONCURRENT_REQUESTS`` (long polls do not:
                 there is one per poller, and each is held for up to ``pulling_timeout``).
 
         Returns:
-            The answer when it is 2xx or 404.
+            The answer when its status is one of ``request.answers`` (or another 2xx).
 
         Raises:
             AccessDeniedError: 403.
@@ -302,15 +257,12 @@ class Transport:
         """
         # The hot path of every get: kept to what a request needs (measured at 64 concurrent
         # gets: every 0.1 µs of Python here costs about 0.4% of the throughput).
-        signing = self.auth_enabled
-        if signing and self.credentials is None:
-            raise InvalidParameterError("auth_enabled is on but no ak/sk or RAM role is set")
+        framing = self._framing
+        signer = framing.signer()
         server_list = self.servers
         servers = server_list.loaded or await server_list.ensure()
-        query = tuple(query)
-        if form is not None:
-            body = encode_form(form)
-        has_body = body is not None
+        method, path, query, body = request.method, request.path, request.query, request.body
+        answers = request.answers
         client_timeout = self._timeout(timeout)
         tls = self.options.tls_enabled
         ssl_param = self._ssl()
@@ -323,12 +275,13 @@ class Transport:
             name, url = _route(tls, server, path, query)
             for delay in _ATTEMPTS:
                 try:
-                    if signing or headers:
-                        request_headers = await self._headers(has_body, sign, headers)
+                    if signer is not None or request.headers:
+                        request_headers = await self._headers(request, signer)
                     else:
-                        request_headers = self._base_headers(has_body)
+                        request_headers = framing.common_headers(body is not None)
                     if limiter is not None and not limiter.try_acquire():
                         await limiter.acquire(timeout)
+                    self.attempts += 1
                     try:
                         # Not ``async with``: two coroutines fewer per request. read() leaves
                         # the connection released (or closed, on an error or a cancellation)
@@ -340,8 +293,8 @@ class Transport:
                             headers=request_headers,
                             timeout=client_timeout,
                             ssl=ssl_param,
-                            # ACM never redirects; following one would hand the signature and
-                            # the STS token to whatever host it names
+                            # No server we speak to redirects; following one would hand the
+                            # signature and the STS token to whatever host it names
                             allow_redirects=False,
                         )
                         payload = await resp.read()
@@ -354,13 +307,13 @@ class Transport:
                     break
                 status = resp.status
                 logger.debug("%s %s on %s: %s", method, path, name, status)
-                if status == 200 or status == 404:
+                if status in answers:
                     return Response(status, payload, resp.headers, name)
                 if status == 409 and delay is not None:
                     await asyncio.sleep(delay)
                     continue
-                # 1xx/3xx: not an answer ACM gives, its body is no content; 408/429 say
-                # "not now", not "bad request": all count as this server failing
+                # 1xx/3xx: not an answer a config server gives, its body is no content;
+                # 408/429 say "not now", not "bad request": all count as this server failing
                 if status >= 500 or status in _SERVER_BUSY or status < 200 or 300 <= status < 400:
                     logger.warning("%s %s on %s answered %s", method, path, name, status)
                     last_error, last_status = None, status

@@ -135,8 +135,7 @@ async def run_aioacm(cfg: dict[str, Any]) -> dict[str, Any]:
             return result
         gc.collect()
         result["scale"].update(delta(before, tree_metrics(port)))
-        assert client._watches is not None
-        result["scale"]["pollers"] = len(client._watches.pollers)  # one long poll each
+        result["scale"]["pollers"] = client.stats().pollers  # one long poll each
 
         if cfg["changes"]:
             targets = spread_keys(keys, cfg["changes"])

@@ -27,17 +27,16 @@ from aioacm import (
     InvalidParameterError,
     ServerUnavailableError,
 )
-from aioacm.protocol import (
-    DEFAULT_GROUP,
+from aioacm.dialects.acm import (
     MAX_CONTENT_BYTES,
     build_poll_response,
     build_probe,
-    cache_key,
     parse_poll_response,
     parse_probe,
-    parse_server_list,
 )
+from aioacm.keys import DEFAULT_GROUP, cache_key
 from aioacm.server import LocalACMServer
+from aioacm.servers import parse_server_list
 
 # hypothesis reuses function-scoped fixtures across examples: here that is the point (one
 # server, one folder, for every example).

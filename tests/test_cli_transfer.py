@@ -14,7 +14,7 @@ from helpers import cli
 
 from aioacm.cli.exits import FAILURE, OK, USAGE
 from aioacm.cli.transfer import list_namespace
-from aioacm.protocol import content_md5
+from aioacm.dialects.acm import content_md5
 from aioacm.server import LocalACMServer
 
 NS = "ns-1"

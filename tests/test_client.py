@@ -22,6 +22,8 @@ from aioacm import (
     InvalidParameterError,
     ServerUnavailableError,
 )
+from aioacm.dialects.acm import normalize_group, validate_data_id
+from aioacm.keys import KeyMemo
 from aioacm.server import LocalACMServer
 
 MakeClient = Callable[..., ACMClient]
@@ -104,28 +106,54 @@ async def test_bad_input_is_refused_before_any_request(
 
 
 async def test_checked_keys_are_remembered_without_letting_bad_ones_through(
-    server: LocalACMServer, make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+    server: LocalACMServer, make_client: MakeClient
 ) -> None:
-    from aioacm import client as client_module
-
     server.set_config("d", "DEFAULT_GROUP", "v")
     server.set_config("d", "g", "w")
-    monkeypatch.setattr(client_module, "_KEY_CACHE_SIZE", 3)
     async with make_client(server.endpoint, cai_enabled=False) as client:
         for _ in range(2):  # the second round is answered from the memo
             assert await client.get("d", None) == "v"
             assert await client.get("d", "") == "v"
             assert await client.get("d", " g ") == "w"
-        assert len(client._items) == 3
+        assert client.stats().remembered_keys == 3
         # other types, hashable or not: checked (and refused) as ever, never remembered
         for data_id, group in ((b"d", None), ("d", b"g"), (["d"], None), ("d", ["g"])):
             with pytest.raises(InvalidParameterError, match="must be a str"):
                 await client.get(data_id, group)  # type: ignore[arg-type]
         with pytest.raises(InvalidParameterError, match="dataId"):
             await client.get("bad id", None)
-        assert await client.get("d", "g") == "w"  # a fourth pair: the memo starts over
-        assert list(client._items) == [("d", "g")]
-    assert server.request_count("get") == 7
+        assert client.stats().remembered_keys == 3
+        await client.add_watcher("d", "other", lambda event: None)  # watchers: not remembered
+        assert client.stats().remembered_keys == 3
+    assert server.request_count("get") == 6  # every get asks the server: only checks are memoised
+
+
+def test_key_memo_is_bounded_and_checks_every_call_it_does_not_remember() -> None:
+    checked: list[tuple[object, object]] = []
+
+    def check(data_id: object, group: object) -> tuple[str, str]:
+        checked.append((data_id, group))
+        return validate_data_id(data_id), normalize_group(group)
+
+    memo = KeyMemo("ns", check, lambda item: ("read", item.key), size=3)
+    first = memo.item("d", None)
+    assert first.key == "d+DEFAULT_GROUP+ns"
+    assert first.query == ("read", "d+DEFAULT_GROUP+ns")
+    assert memo.item("d", None) is first  # remembered: not checked again
+    memo.item("d", "")
+    memo.item("d", " g ")
+    assert len(memo) == 3
+    assert len(checked) == 3
+    memo.item("w", "g", remember=False)
+    assert len(memo) == 3
+    memo.item("e", "g")  # a fourth pair: the memo starts over
+    assert len(memo) == 1
+    memo.item("d", None)
+    assert len(checked) == 6
+    for data_id, group in ((b"d", None), ("d", b"g"), (["d"], None)):
+        with pytest.raises(InvalidParameterError, match="must be a str"):
+            memo.item(data_id, group)
+    assert len(memo) == 2
 
 
 # -- the lookup chain -------------------------------------------------------------------------
@@ -150,7 +178,6 @@ async def test_failover_file_added_later_is_used_within_the_recheck(
     server.set_config("d", "g", "server value")
     async with make_client(server.endpoint, cai_enabled=False) as client:
         assert await client.get("d", "g") == "server value"
-        assert client._failover.known_absent("d+g+")  # the fast path: no file, no I/O
         (tmp_path / "data").mkdir()
         (tmp_path / "data" / "d+g+").write_text("failover value", encoding="utf-8")
         await asyncio.sleep(FAILOVER_RECHECK + 0.1)
@@ -378,7 +405,8 @@ async def test_address_refresh_switches_servers(make_client: MakeClient) -> None
 
 async def test_nothing_is_started_before_use(server: LocalACMServer, tmp_path: Path) -> None:
     client = ACMClient(server.endpoint, snapshot_base=str(tmp_path / "s"))
-    assert client._session is None
+    assert client.session is None
+    assert not client.stats().open
     assert aioacm_tasks() == []
     assert server.request_count() == 0
     assert not (tmp_path / "s").exists()
@@ -391,7 +419,7 @@ async def test_lazy_open_and_idempotent_close(
     server.set_config("d", "g", "v")
     client = make_client(server.endpoint)
     assert await client.get("d", "g") == "v"  # opened lazily
-    session = client._session
+    session = client.session
     assert session is not None
     assert "aioacm.servers.refresh" in aioacm_tasks()
     await client.aclose()
@@ -432,7 +460,7 @@ async def test_unclosed_client_warns(server: LocalACMServer, tmp_path: Path) -> 
     server.set_config("d", "g", "v")
     client = ACMClient(server.endpoint, cai_enabled=False, snapshot_base=str(tmp_path))
     await client.get("d", "g")
-    session = client._session
+    session = client.session
     assert session is not None
     with pytest.warns(ResourceWarning, match="unclosed ACMClient"):  # noqa: PT031
         del client  # the last reference: __del__ runs here

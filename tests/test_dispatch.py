@@ -9,8 +9,8 @@ from typing import Any
 
 from helpers import aioacm_tasks
 
+from aioacm.dialects.acm import content_md5
 from aioacm.dispatch import CallbackWatcher, ConfigChange, Dispatcher
-from aioacm.protocol import content_md5
 
 
 async def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> None:

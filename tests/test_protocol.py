@@ -5,27 +5,26 @@ from __future__ import annotations
 import pytest
 
 from aioacm import InvalidParameterError
-from aioacm.auth import Credentials, sign, sign_headers, sign_string
-from aioacm.protocol import (
-    DEFAULT_GROUP,
+from aioacm.auth import Credentials, sign
+from aioacm.dialects.acm import (
     MAX_CONTENT_BYTES,
     PROBE_FIELD,
     build_poll_response,
     build_probe,
-    cache_key,
     content_md5,
     encode_content,
     encode_form,
     encode_probe_record,
     normalize_group,
-    parse_cache_key,
     parse_poll_response,
     parse_probe,
-    parse_server_list,
     probe_form_body,
+    sign_headers,
+    sign_string,
     validate_data_id,
-    validate_namespace,
 )
+from aioacm.keys import DEFAULT_GROUP, cache_key, parse_cache_key, validate_namespace
+from aioacm.servers import parse_server_list
 
 TS = "1700000000000"
 

@@ -19,7 +19,8 @@ from aioacm import (
     RamRoleCredentialsProvider,
     StaticCredentialsProvider,
 )
-from aioacm.auth import sign, sign_string
+from aioacm.auth import sign
+from aioacm.dialects.acm import sign_string
 from aioacm.server import LocalACMServer
 from aioacm.testing import TOKEN_PATH, FakeMetadataServer, Issued
 

@@ -114,9 +114,9 @@ async def test_one_session_for_every_request(mocked: aioresponses, tmp_path: Any
     mocked.get(url, body=b"1", repeat=True)
     async with client(tmp_path) as c:
         await c.get("d", "g")
-        session = c._session
+        session = c.session
         await c.get("d", "g")
-        assert c._session is session
+        assert c.session is session
         assert isinstance(session, aiohttp.ClientSession)
     assert session.closed
 

@@ -98,7 +98,7 @@ async def test_no_secret_reaches_logs_errors_or_reprs(
         metadata.fail_status = 500
         fresh = make_client(server.endpoint, **{**settings, "snapshot_base": "elsewhere"})
         await failing(fresh.get("plain", "G"))
-        keep(client, client.options, client._transport.credentials if client._transport else None)
+        keep(client, client.options, client.stats())
 
         secrets = {KMS_SECRET, KMS_SECRET + "x"}
         for issued in metadata.issued:

@@ -15,12 +15,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from aioacm.auth import Credentials, sign, sign_headers
-from aioacm.protocol import (
+from aioacm.auth import Credentials, sign
+from aioacm.dialects.acm import (
     build_probe,
     content_md5,
     encode_form,
     parse_poll_response,
+    sign_headers,
 )
 from aioacm.server import LocalACMServer
 from aioacm.server.__main__ import main

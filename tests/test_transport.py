@@ -10,11 +10,11 @@ import pytest
 
 from aioacm import ACMClient
 from aioacm.server import LocalACMServer
-from aioacm.transport import MAX_CONCURRENT_REQUESTS, _FairLimiter
+from aioacm.transport import MAX_CONCURRENT_REQUESTS, FairLimiter
 
 
 async def test_waiters_get_slots_in_arrival_order_and_nobody_jumps_the_queue() -> None:
-    limiter = _FairLimiter(1)
+    limiter = FairLimiter(1)
     assert limiter.try_acquire()
     order: list[int] = []
 
@@ -37,7 +37,7 @@ async def test_waiters_get_slots_in_arrival_order_and_nobody_jumps_the_queue() -
 
 
 async def test_waiting_longer_than_the_timeout_raises_and_leaves_no_waiter() -> None:
-    limiter = _FairLimiter(1)
+    limiter = FairLimiter(1)
     assert limiter.try_acquire()
     with pytest.raises(asyncio.TimeoutError):
         await limiter.acquire(0.01)
@@ -46,7 +46,7 @@ async def test_waiting_longer_than_the_timeout_raises_and_leaves_no_waiter() -> 
 
 
 async def test_waiters_with_different_timeouts_each_expire_at_their_own() -> None:
-    limiter = _FairLimiter(1)
+    limiter = FairLimiter(1)
     assert limiter.try_acquire()
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -70,12 +70,12 @@ async def test_waiters_with_different_timeouts_each_expire_at_their_own() -> Non
     limiter.release()
     await asyncio.wait_for(asyncio.gather(*tasks), 1)
     assert 5 not in expired
-    assert limiter._timer is None  # nobody waits: no timer left behind
+    assert not limiter.timer_armed  # nobody waits: no timer left behind
     assert limiter.try_acquire()
 
 
 async def test_a_waiter_cancelled_as_its_slot_arrives_passes_the_slot_on() -> None:
-    limiter = _FairLimiter(1)
+    limiter = FairLimiter(1)
     assert limiter.try_acquire()
     first = asyncio.create_task(limiter.acquire(5))
     second = asyncio.create_task(limiter.acquire(5))

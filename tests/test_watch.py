@@ -17,7 +17,7 @@ import pytest
 from helpers import Recorder, aioacm_tasks, eventually
 
 from aioacm import ACMClient, ClientClosedError, ConfigChange, InvalidParameterError
-from aioacm.protocol import content_md5
+from aioacm.dialects.acm import content_md5
 from aioacm.server import LocalACMServer
 from aioacm.watch import BACKOFF_BASE, BACKOFF_CAP, backoff_delay
 
@@ -206,9 +206,7 @@ async def test_a_callback_may_add_and_remove_watchers(
     async with client:
         await client.add_watcher("first", "g", chain)
         await eventually(lambda: rec.contents == ["2"])
-        await eventually(
-            lambda: client._watches is not None and client._watches.keys == ["second+g+"]
-        )
+        await eventually(lambda: client.stats().watched_keys == 1)
         server.set_config("first", "g", "changed")
         server.set_config("second", "g", "changed")
         await eventually(lambda: rec.contents == ["2", "changed"])
@@ -224,9 +222,8 @@ async def test_remove_watcher_once_and_all(server: LocalACMServer, fast: MakeCli
         server.set_config("d", "g", "v2")
         await eventually(lambda: rec.contents.count("v2") == 2)
         await client.remove_watcher("d", "g", rec, remove_all=True)
-        assert client._watches is not None
-        assert client._watches.keys == []
-        assert client._watches.pollers == []
+        stats = client.stats()
+        assert (stats.watched_keys, stats.watchers, stats.pollers) == (0, 0, 0)
         assert not any(n.startswith("aioacm.poll") for n in aioacm_tasks())
         server.set_config("d", "g", "v3")
         await asyncio.sleep(0.2)
@@ -261,8 +258,7 @@ async def test_new_key_joins_a_held_poll_at_once(
         await client.add_watcher("b", "g", rec)
         await eventually(lambda: rec.contents == ["a", "b"], timeout=5)
         assert time.monotonic() - started < 5  # not the 30 s hold
-        assert client._watches is not None
-        assert len(client._watches.pollers) == 1
+        assert client.stats().pollers == 1
 
 
 async def test_a_thousand_keys_over_pollers(server: LocalACMServer, fast: MakeClient) -> None:
@@ -273,8 +269,7 @@ async def test_a_thousand_keys_over_pollers(server: LocalACMServer, fast: MakeCl
         for i in range(1000):
             await client.add_watcher(f"key.{i}", "g", rec)
         await eventually(lambda: len(rec.calls) == 1000, timeout=30)
-        assert client._watches is not None
-        assert len(client._watches.pollers) == 4
+        assert client.stats().pollers == 4
         assert sorted(
             n for n in aioacm_tasks() if n.startswith("aioacm.poll[") and "]." not in n
         ) == [f"aioacm.poll[{i}]" for i in range(4)]
@@ -389,8 +384,7 @@ async def test_watch_break_ends_the_subscription(server: LocalACMServer, fast: M
         async with contextlib.aclosing(client.watch("d", "g")) as stream:
             async for _ in stream:
                 break
-        assert client._watches is not None
-        assert client._watches.keys == []
+        assert client.stats().watched_keys == 0
         assert not any(n.startswith("aioacm.poll") for n in aioacm_tasks())
 
 
@@ -410,8 +404,7 @@ async def test_watch_cancellation_ends_the_subscription(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert client._watches is not None
-        assert client._watches.keys == []
+        assert client.stats().watched_keys == 0
 
 
 async def test_aclose_ends_watch_loops_and_leaves_nothing(

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import InvalidParameterError
-from ..protocol import validate_namespace
+from ..keys import validate_namespace
 from .exits import USAGE, CLIError
 from .settings import DEFAULT_ENDPOINT, DEFAULT_NAMESPACE, Entry, Settings, now
 

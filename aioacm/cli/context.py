@@ -6,8 +6,8 @@ import argparse
 from dataclasses import dataclass, field
 
 from ..client import ACMClient
+from ..dialects.acm import normalize_group, validate_data_id
 from ..errors import InvalidOptionError, InvalidParameterError
-from ..protocol import normalize_group, validate_data_id
 from .console import Console
 from .exits import SETTINGS, USAGE, CLIError
 from .settings import Entry, Settings, client_kwargs

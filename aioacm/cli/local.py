@@ -14,7 +14,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..protocol import DEFAULT_GROUP
+from ..keys import DEFAULT_GROUP
 
 __all__ = [
     "MAX_FILE_BYTES",

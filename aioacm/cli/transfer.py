@@ -14,8 +14,9 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 from ..client import ACMClient
+from ..dialects.acm import content_md5
 from ..errors import ACMException, InvalidParameterError
-from ..protocol import DEFAULT_GROUP, content_md5
+from ..keys import DEFAULT_GROUP
 from .console import Console
 from .context import Context
 from .exits import FAILURE, OK, USAGE, CLIError, classify

@@ -5,7 +5,8 @@ Run it in-process with :class:`LocalACMServer`, or standalone with
 """
 
 from .faults import Fault
-from .records import OPS, RequestRecord
+from .ops import OPS
+from .records import RequestRecord
 from .server import LocalACMServer
 from .store import ConfigItem
 

@@ -19,17 +19,18 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 from multidict import CIMultiDict
 
-from ..errors import InvalidParameterError
-from ..protocol import (
+from ..dialects.acm import (
     build_poll_response,
     encode_content,
     normalize_group,
     parse_probe,
     validate_data_id,
-    validate_namespace,
 )
+from ..errors import InvalidParameterError
+from ..keys import validate_namespace
 from .faults import FaultInjector
-from .records import PREFIX, RequestRecord, classify
+from .ops import PREFIX, classify
+from .records import RequestRecord
 from .security import AccessDenied, SignatureChecker
 from .store import ConfigKey, ConfigStore
 

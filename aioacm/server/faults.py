@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from .records import OPS
+from .ops import OPS
 
 __all__ = ["Fault", "FaultInjector"]
 

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..protocol import content_md5
+from ..dialects.acm import content_md5
 from .store import ConfigItem, ConfigStore
 
 __all__ = ["JsonFilePersistence", "read_items", "write_items"]

@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterable, Mapping
 
 from multidict import CIMultiDictProxy
 
-from ..auth import sign, sign_string
+from ..auth import sign
+from ..dialects.acm import sign_string
 
 __all__ = ["AccessDenied", "SignatureChecker"]
 

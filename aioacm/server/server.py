@@ -11,7 +11,8 @@ from types import TracebackType
 
 from aiohttp import web
 
-from ..protocol import encode_content, normalize_group, validate_data_id, validate_namespace
+from ..dialects.acm import encode_content, normalize_group, validate_data_id
+from ..keys import validate_namespace
 from .app import ACMApplication
 from .faults import Fault, FaultInjector
 from .persist import JsonFilePersistence

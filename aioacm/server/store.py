@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from ..protocol import content_md5
+from ..dialects.acm import content_md5
 
 __all__ = ["ConfigItem", "ConfigKey", "ConfigStore", "Watch"]
 

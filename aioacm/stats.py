@@ -1,0 +1,36 @@
+"""``ClientStats``: what ``client.stats()`` reads out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["ClientStats"]
+
+
+@dataclass(frozen=True)
+class ClientStats:
+    """A read-out of one client (``client.stats()``), for dashboards and tests.
+
+    Attributes:
+        protocol: the dialect's name (``acm``).
+        open: whether the client has opened and is not closed.
+        server: ``host:port`` of the server in use, None before the list is loaded.
+        watched_keys: keys watched.
+        watchers: watchers (callbacks and ``watch()`` loops), over every key.
+        pollers: long polls (or streams) held for the watched keys.
+        requests: attempts sent to servers so far (every try of every request).
+        failover_reads: values served from failover files (gets and deliveries).
+        snapshot_fallbacks: gets served from a snapshot because every server failed.
+        remembered_keys: checked keys remembered for gets (bounded).
+    """
+
+    protocol: str
+    open: bool
+    server: str | None
+    watched_keys: int
+    watchers: int
+    pollers: int
+    requests: int
+    failover_reads: int
+    snapshot_fallbacks: int
+    remembered_keys: int
