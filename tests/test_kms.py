@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import logging
 import shutil
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -308,3 +309,31 @@ async def test_misconfigured_kms_is_refused_before_any_io(
         await no_keys.get("cipher-app", "G")
     assert server.requests == []
     assert kms.calls == []
+
+
+@pytest.mark.parametrize("data_id", ["cipher-app", "cipher-kms-aes-128-app"])
+async def test_undecryptable_failover_file_gives_way_to_the_server_for_get_and_watchers(
+    server: LocalACMServer,
+    kms_client: Callable[..., ACMClient],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    data_id: str,
+) -> None:
+    # One rule for every caller of the lookup chain: a failover file that cannot be decrypted
+    # (garbage, or an envelope item without its data key) is not used; the server's value is.
+    client = kms_client(pulling_timeout=1)
+    await client.publish(data_id, "G", PLAIN)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / f"{data_id}+G+").write_text("not a ciphertext", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="aioacm"):
+        assert await client.get(data_id, "G") == PLAIN
+        stream = client.watch(data_id, "G")
+        change = await asyncio.wait_for(anext(stream), 10)
+        await stream.aclose()
+    assert change.content == PLAIN
+    warned = [r.getMessage() for r in caplog.records if "cannot be decrypted" in r.getMessage()]
+    assert len(warned) >= 2  # the get's and the watcher's
+    assert all("not used" in message for message in warned)
+    # get_raw never decrypts: the pin comes back as it is
+    assert await client.get_raw(data_id, "G") == "not a ciphertext"
+    assert client.stats().failover_reads >= 3
