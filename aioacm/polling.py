@@ -52,7 +52,6 @@ class ListenGrammar(Protocol):
         ...
 
 
-
 class Poller:
     """One long-polling task over up to ``pulling_config_size`` keys."""
 

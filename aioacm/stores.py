@@ -24,6 +24,10 @@ Every store also answers two questions from such a listing (at most ``WRITTEN_RE
 seconds old, one for all keys): is a file this process wrote still there (else it is written
 again), and is there a file to delete at all. A thread hop per key for those cost about as much
 CPU as a ``get``.
+
+A store measures every age (of a listing, of a written file, of a ``syncfs`` pause) with the
+``clock`` it is given, and touches the disk only through its ``StoreIO`` (see ``storeio``):
+tests pass a clock they advance and a ``StoreIO`` that records, fails or waits.
 """
 
 from __future__ import annotations
@@ -35,15 +39,13 @@ import itertools
 import logging
 import math
 import os
-import secrets
-import sys
 import threading
 import time
 from collections.abc import Callable
 
-import aiofiles.os
+from .storeio import TMP_MARK, StoreIO, is_temporary
 
-__all__ = ["FAILOVER_RECHECK", "FileStore"]
+__all__ = ["FAILOVER_RECHECK", "TMP_MARK", "FileStore", "StoreIO", "is_temporary"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,47 +61,11 @@ SYNCFS_SLOW_PER_FILE = 0.005
 #: Seconds a store fsyncs each file after a slow ``syncfs``.
 SYNCFS_PAUSE = 300.0
 
-# "~" never appears in a valid key, so a temporary file can never be mistaken for one.
-_TMP_MARK = "~"
-
 
 def _digest(content: str) -> int:
     # The memo only saves a rewrite of what this process wrote itself: Python's own string
     # hash (keyed per process, 64 bits) is plenty, and costs a fraction of an md5 per get.
     return hash(content)
-
-
-def _list_names(base: str) -> set[str] | None:
-    """The names in ``base`` (none if it does not exist); None if it cannot be listed."""
-    try:
-        with os.scandir(base) as entries:
-            return {entry.name for entry in entries}
-    except (FileNotFoundError, NotADirectoryError):
-        return set()
-    except OSError:
-        return None
-
-
-@functools.cache
-def _syncfs() -> Callable[[int], None] | None:
-    """``syncfs(fd)`` of the C library (raising OSError on failure) on Linux, else None."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        func = ctypes.CDLL(None, use_errno=True).syncfs
-    except (OSError, AttributeError):
-        return None
-    func.argtypes = [ctypes.c_int]
-    func.restype = ctypes.c_int
-
-    def syncfs(fd: int) -> None:
-        if func(fd) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"syncfs: {os.strerror(err)}")
-
-    return syncfs
 
 
 class _Write:
@@ -114,11 +80,6 @@ class _Write:
         self.digest, self.seq, self.done = digest, seq, done
 
 
-def _read_file(path: str) -> str:
-    with open(path, encoding="utf-8", newline="") as f:
-        return f.read()
-
-
 class FileStore:
     """One folder of config files.
 
@@ -127,11 +88,24 @@ class FileStore:
         name: what the store is for, in log lines ("snapshot", "failover").
         recheck: if given, look keys up in a listing of the folder at most this many seconds
             old before reading a file (see the module docstring).
+        clock: the monotonic clock, in seconds, that every age in the store is measured with
+            (called on the event loop and in worker threads).
+        io: the file-system calls the store makes (a new ``StoreIO`` if None).
     """
 
-    def __init__(self, base: str, *, name: str, recheck: float | None = None) -> None:
+    def __init__(
+        self,
+        base: str,
+        *,
+        name: str,
+        recheck: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        io: StoreIO | None = None,
+    ) -> None:
         self.base = base
         self.name = name
+        self._clock = clock
+        self._io = StoreIO() if io is None else io
         self._warned = False
         # What this process last wrote per key: a server read that brings the same content
         # again costs one stat, not a write.
@@ -154,7 +128,7 @@ class FileStore:
 
     def path(self, key: str) -> str:
         """The file of ``key``. Keys are validated upstream; this refuses anything path-like."""
-        if not key or key != os.path.basename(key) or key in (".", "..") or _TMP_MARK in key:
+        if not key or key != os.path.basename(key) or key in (".", "..") or TMP_MARK in key:
             raise ValueError(f"not a store key: {key!r}")
         return os.path.join(self.base, key)
 
@@ -162,19 +136,22 @@ class FileStore:
         """True when a listing of the folder young enough for ``read`` lacks ``key``: ``read``
         would return None without touching the disk. No I/O, no await (the fast path of
         every ``get``, whose failover folder is nearly always empty)."""
+        # A local: Python specialises ``self._clock`` loaded, not ``self._clock()`` called.
+        clock = self._clock
         return (
             self._recheck is not None
             and self._listing is not None
             and key not in self._listing
-            and time.monotonic() - self._listed_at < self._recheck
+            and clock() - self._listed_at < self._recheck
         )
 
     def holds(self, key: str, content: str) -> bool:
         """True when this process wrote ``content`` for ``key`` and saw its file less than
         ``WRITTEN_RECHECK`` seconds ago: ``write`` would do nothing. No I/O, no await."""
+        clock = self._clock  # (see known_absent)
         return (
             self._written.get(key) == _digest(content)
-            and time.monotonic() - self._checked.get(key, -math.inf) < WRITTEN_RECHECK
+            and clock() - self._checked.get(key, -math.inf) < WRITTEN_RECHECK
         )
 
     async def read(self, key: str) -> str | None:
@@ -195,7 +172,7 @@ class FileStore:
 
     async def _listing_within(self, max_age: float) -> set[str] | None:
         """A listing at most ``max_age`` seconds old (taken now if the last one is older)."""
-        if time.monotonic() - self._listed_at < max_age:
+        if self._clock() - self._listed_at < max_age:
             return self._listing
         return await self._names()
 
@@ -206,8 +183,10 @@ class FileStore:
         future = self._listing_future
         if future is None:
             # Stamped with the time it started: it shows every file that existed by then.
-            future = self._listing_future = loop.run_in_executor(None, _list_names, self.base)
-            future.add_done_callback(functools.partial(self._listed, time.monotonic()))
+            future = self._listing_future = loop.run_in_executor(
+                None, self._io.list_names, self.base
+            )
+            future.add_done_callback(functools.partial(self._listed, self._clock()))
         # shield: a reader cancelled while waiting must not cancel the others' listing
         return await asyncio.shield(future)
 
@@ -219,7 +198,7 @@ class FileStore:
     async def _read(self, key: str) -> str | None:
         path = self.path(key)
         try:
-            content = await asyncio.to_thread(_read_file, path)
+            content = await asyncio.to_thread(self._io.read_file, path)
         except (FileNotFoundError, NotADirectoryError):  # no folder is no file
             return None
         except (OSError, UnicodeDecodeError) as exc:
@@ -294,7 +273,7 @@ class FileStore:
         else:
             if outcome and self._landed.get(write.key) == write.seq:
                 self._written[write.key] = write.digest
-                self._checked[write.key] = time.monotonic()
+                self._checked[write.key] = self._clock()
             write.done.set_result(True)
 
     async def _still_there(self, key: str, path: str) -> bool:
@@ -306,7 +285,7 @@ class FileStore:
         folder, at most ``WRITTEN_RECHECK`` seconds old, answers for every key and caller."""
         listing = await self._listing_within(WRITTEN_RECHECK)
         if listing is None:  # the folder cannot be listed: ask for the file itself
-            return await aiofiles.os.path.exists(path)
+            return await asyncio.get_running_loop().run_in_executor(None, self._io.exists, path)
         if key not in listing:
             return False
         self._checked[key] = max(self._listed_at, self._checked.get(key, -math.inf))
@@ -345,8 +324,8 @@ class FileStore:
     def _write_batch(self, batch: list[_Write]) -> list[bool | Exception]:
         """Write a batch; per write, True (landed), False (a newer change outranked it) or the
         OSError that stopped it. Every file is on disk before any is renamed into place."""
-        syncfs = _syncfs() if len(batch) >= SYNCFS_MIN_FILES else None
-        if syncfs is not None and time.monotonic() < self._syncfs_paused_until:
+        syncfs = self._io.syncfs() if len(batch) >= SYNCFS_MIN_FILES else None
+        if syncfs is not None and self._clock() < self._syncfs_paused_until:
             syncfs = None
         outcomes: list[bool | Exception] = [False] * len(batch)
         staged: list[tuple[int, str | None]] = []  # (index, temporary file or None: in place)
@@ -358,7 +337,9 @@ class FileStore:
                 if newest[write.key] != i:
                     continue
                 try:
-                    staged.append((i, self._stage(write, fsync=syncfs is None)))
+                    staged.append(
+                        (i, self._io.stage(write.path, write.content, fsync=syncfs is None))
+                    )
                 except OSError as exc:
                     outcomes[i] = exc
             if syncfs is not None and staged:
@@ -380,57 +361,15 @@ class FileStore:
             for i, tmp in staged:
                 if tmp is not None and outcomes[i] is not True:
                     with contextlib.suppress(OSError):
-                        os.remove(tmp)
-
-    def _stage(self, write: _Write, *, fsync: bool) -> str | None:
-        """Put the content of ``write`` in a new temporary file next to its target (fsynced if
-        ``fsync``); None when the target already holds it (and, if ``fsync``, is on disk)."""
-        data = write.content.encode("utf-8")
-        try:
-            # Already there (another process, or this one before a restart): save the rewrite.
-            with open(write.path, "rb") as f:
-                if f.read(len(data) + 1) == data:
-                    if fsync:
-                        os.fsync(f.fileno())
-                    return None
-        except OSError:
-            pass
-        tmp = f"{write.path}{_TMP_MARK}{os.getpid()}.{secrets.token_hex(4)}.tmp"
-        # Fewer system calls than a buffered file and an unconditional makedirs (measured in
-        # the 10,000-key watch benchmark); O_EXCL: a temporary name is never reused.
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-        flags |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
-        try:
-            fd = os.open(tmp, flags, 0o666)
-        except FileNotFoundError:
-            os.makedirs(self.base, exist_ok=True)
-            fd = os.open(tmp, flags, 0o666)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            if fsync:
-                os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                os.remove(tmp)
-            raise
-        os.close(fd)
-        return tmp
+                        self._io.remove(tmp)
 
     def _sync_folder(self, syncfs: Callable[[int], None], files: int) -> None:
         """Flush the folder's file system to disk; pause syncfs for this store if it was slow."""
-        started = time.monotonic()
-        flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
-        fd = os.open(self.base, flags)
-        try:
-            syncfs(fd)
-        finally:
-            os.close(fd)
-        took = time.monotonic() - started
+        started = self._clock()
+        self._io.sync_folder(self.base, syncfs)
+        took = self._clock() - started
         if took > SYNCFS_SLOW_PER_FILE * files:
-            self._syncfs_paused_until = time.monotonic() + SYNCFS_PAUSE
+            self._syncfs_paused_until = self._clock() + SYNCFS_PAUSE
             logger.debug(
                 "%s store: syncfs took %.3f s for %d files; fsync each file for %g s",
                 self.name,
@@ -445,7 +384,7 @@ class FileStore:
             if write.seq < self._landed.get(write.key, -1):
                 return False  # _write_batch removes the temporary file
             if tmp is not None:
-                os.replace(tmp, write.path)
+                self._io.replace(tmp, write.path)
             self._landed[write.key] = write.seq
         return True
 
@@ -455,7 +394,7 @@ class FileStore:
                 return
             self._landed[key] = seq
             with contextlib.suppress(FileNotFoundError):
-                os.remove(path)
+                self._io.remove(path)
 
     def _warn(self, message: str) -> None:
         if self._warned:

@@ -14,25 +14,27 @@ import textwrap
 from pathlib import Path
 
 import aioacm.stores
-from aioacm.stores import FileStore
+from aioacm.stores import TMP_MARK, FileStore, is_temporary
 
 KEY = "big.value+DEFAULT_GROUP+ns"
 SIZE = 256 * 1024
 
-# A writer process: loads stores.py alone (no aiohttp import: it starts in a blink), then
-# writes ever new values of one key through FileStore.write, as fast as it can, forever.
+# A writer process: loads the store's modules without the package's __init__ (no aiohttp
+# import: it starts in a blink), then writes ever new values of one key through
+# FileStore.write, as fast as it can, forever.
 # Value n is "<tag><n>:" followed by SIZE copies of one letter that depends on n: a torn or
 # mixed file cannot pass check_whole() below.
 WRITER = textwrap.dedent(
     """
-    import asyncio, importlib.util, sys
-    spec = importlib.util.spec_from_file_location("stores", sys.argv[1])
-    stores = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(stores)
+    import asyncio, sys, types
+    package = types.ModuleType("aioacm")  # the package, its __init__ not run
+    package.__path__ = [sys.argv[1]]
+    sys.modules["aioacm"] = package
+    from aioacm.stores import FileStore
     base, key, tag, size = sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
 
     async def main():
-        store = stores.FileStore(base, name="snapshot")
+        store = FileStore(base, name="snapshot")
         n = 0
         while True:
             letter = "abcdefghijklmnopqrstuvwxyz"[n % 26]
@@ -60,7 +62,7 @@ async def start_writer(base: Path, tag: str) -> asyncio.subprocess.Process:
         sys.executable,
         "-c",
         WRITER,
-        aioacm.stores.__file__,
+        os.path.dirname(aioacm.stores.__file__),
         str(base),
         KEY,
         tag,
@@ -97,7 +99,7 @@ async def test_a_write_killed_at_any_moment_leaves_the_old_or_the_new_file(
             check_whole((folder / KEY).read_text(encoding="utf-8"), "ABCD"[i])
             # leftovers are temporary files only, which can never be taken for a key
             for name in leftovers(folder):
-                assert aioacm.stores._TMP_MARK in name, name
+                assert is_temporary(name), name
     store = FileStore(str(folders[0]), name="snapshot")
     check_whole(await store.read(KEY), "A")
 
@@ -121,11 +123,11 @@ async def test_two_writers_on_one_key_end_with_one_whole_value(tmp_path: Path) -
     check_whole(await store.read(KEY), "AB")
     assert seen == {"A", "B"}  # they did race on the same file
     for name in leftovers(tmp_path):
-        assert aioacm.stores._TMP_MARK in name, name
+        assert is_temporary(name), name
 
 
 async def test_temporary_files_are_never_read_as_a_key(tmp_path: Path) -> None:
-    tmp_name = f"{KEY}{aioacm.stores._TMP_MARK}123.abcd.tmp"
+    tmp_name = f"{KEY}{TMP_MARK}123.abcd.tmp"
     (tmp_path / tmp_name).write_text("half a val", encoding="utf-8")
     store = FileStore(str(tmp_path), name="snapshot")
     assert await store.read(KEY) is None

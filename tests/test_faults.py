@@ -527,7 +527,7 @@ async def test_snapshot_folder_read_only(
         def read_only(*args: Any, **kwargs: Any) -> str | None:
             raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
-        monkeypatch.setattr(aioacm.stores.FileStore, "_stage", read_only)
+        monkeypatch.setattr(aioacm.stores.StoreIO, "stage", read_only)
     else:
         folder.chmod(0o555)
     try:

@@ -8,13 +8,21 @@ import logging
 import os
 import sys
 import threading
-import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from aioacm.stores import FileStore
+from aioacm.stores import (
+    SYNCFS_MIN_FILES,
+    SYNCFS_PAUSE,
+    SYNCFS_SLOW_PER_FILE,
+    TMP_MARK,
+    WRITTEN_RECHECK,
+    FileStore,
+    StoreIO,
+    is_temporary,
+)
 
 CONTENTS = ["plain", "中文=值\r\nline2\n", "", "x" * 200_000]
 
@@ -132,34 +140,20 @@ async def test_recheck_store_sees_a_new_file_once_the_listing_is_old(tmp_path: P
     assert await fresh.read("k+g+") == "pinned"
 
 
-async def test_recheck_store_concurrent_readers_share_one_listing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from aioacm import stores
-
-    listings = 0
-    real = stores._list_names
-
-    def counting(base: str) -> frozenset[str] | None:
-        nonlocal listings
-        listings += 1
-        return real(base)
-
-    monkeypatch.setattr(stores, "_list_names", counting)
+async def test_recheck_store_concurrent_readers_share_one_listing(tmp_path: Path) -> None:
+    io = RecordingIO()
     (tmp_path / "k+g+").write_text("v", encoding="utf-8")
-    store = FileStore(str(tmp_path), name="failover", recheck=60)
+    store = FileStore(str(tmp_path), name="failover", recheck=60, io=io)
     results = await asyncio.gather(*(store.read("k+g+") for _ in range(20)))
     assert results == ["v"] * 20
-    assert listings == 1
+    assert io.listed == [str(tmp_path)]
 
 
 async def test_recheck_store_that_cannot_list_reads_the_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from aioacm import stores
-
     monkeypatch.setattr(os, "scandir", _raise_permission_error)
-    assert stores._list_names(str(tmp_path)) is None
+    assert StoreIO().list_names(str(tmp_path)) is None
     (tmp_path / "k+g+").write_text("v", encoding="utf-8")
     store = FileStore(str(tmp_path), name="failover", recheck=60)
     assert await store.read("k+g+") == "v"
@@ -194,39 +188,79 @@ async def test_read_if_listed_is_a_hint_and_read_stays_exact(tmp_path: Path) -> 
 # -- the hot path of every get ----------------------------------------------------------------
 
 
-def _count_writes(monkeypatch: pytest.MonkeyPatch, store: FileStore) -> list[str]:
-    """Record the content of every write handed to the store's thread jobs, in order."""
-    writes: list[str] = []
-    real = store._write_batch
+class FakeClock:
+    """A monotonic clock that moves only when told to."""
 
-    def counting(batch: list[Any]) -> list[bool | Exception]:
-        writes.extend(write.content for write in batch)
-        return real(batch)
+    def __init__(self) -> None:
+        self.now = 1000.0
 
-    monkeypatch.setattr(store, "_write_batch", counting)
-    return writes
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
-async def test_concurrent_writes_of_one_content_share_one_job(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = FileStore(str(tmp_path), name="snapshot")
-    jobs = _count_writes(monkeypatch, store)
-    # 50 concurrent first reads of one key bring the same content: one write, all told True
-    assert await asyncio.gather(*(store.write("k+g+", "v") for _ in range(50))) == [True] * 50
-    assert jobs == ["v"]
+class RecordingIO(StoreIO):
+    """The real file-system calls, recording what a store asks of them (by file name).
+
+    Made with ``hold=True``, its first ``stage`` sets ``started`` and waits for ``release``
+    before it records or writes anything: the store's first thread job is then under way and
+    stuck there until the test lets it go."""
+
+    def __init__(self, *, hold: bool = False) -> None:
+        self.hold = hold
+        self.started, self.release = threading.Event(), threading.Event()
+        self.listed: list[str] = []  # the folders listed
+        self.staged: list[tuple[str, str, bool]] = []  # (file, content, fsync) per stage
+        self.removed: list[str] = []  # the files removed (or asked to be)
+        self.looked_up: list[str] = []  # the files asked whether they exist
+
+    def list_names(self, base: str) -> set[str] | None:
+        self.listed.append(base)
+        return super().list_names(base)
+
+    def exists(self, path: str) -> bool:
+        self.looked_up.append(os.path.basename(path))
+        return super().exists(path)
+
+    def stage(self, path: str, content: str, *, fsync: bool) -> str | None:
+        if self.hold and not self.started.is_set():
+            self.started.set()
+            self.release.wait(10)
+        self.staged.append((os.path.basename(path), content, fsync))
+        return super().stage(path, content, fsync=fsync)
+
+    def remove(self, path: str) -> None:
+        self.removed.append(os.path.basename(path))
+        super().remove(path)
+
+
+async def test_concurrent_writes_of_one_content_share_one_job(tmp_path: Path) -> None:
+    io = RecordingIO(hold=True)
+    store = FileStore(str(tmp_path), name="snapshot", io=io)
+    first = asyncio.ensure_future(store.write("k+g+", "v"))
+    assert await asyncio.to_thread(io.started.wait, 10)  # its job has started, and waits
+    # 49 more concurrent first reads of the key bring the same content: they wait for that
+    # write instead of making one of their own, and are all told True
+    others = [asyncio.ensure_future(store.write("k+g+", "v")) for _ in range(49)]
+    await asyncio.sleep(0.01)
+    io.release.set()
+    assert await first
+    assert await asyncio.gather(*others) == [True] * 49
+    assert io.staged == [("k+g+", "v", True)]
     assert (tmp_path / "k+g+").read_text() == "v"
-    # a different content is a write of its own, and the newest one wins
-    await asyncio.gather(store.write("k+g+", "a"), store.write("k+g+", "b"))
-    assert jobs == ["v", "a", "b"]
+    # a different content is a write of its own, and the newest one wins (the older one of
+    # the same batch is not even staged: it would be outranked)
+    assert await asyncio.gather(store.write("k+g+", "a"), store.write("k+g+", "b")) == [True] * 2
+    assert io.staged == [("k+g+", "v", True), ("k+g+", "b", True)]
     assert (tmp_path / "k+g+").read_text() == "b"
+    assert store.holds("k+g+", "b")
 
 
-async def test_a_shared_write_survives_a_cancelled_caller(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = FileStore(str(tmp_path), name="snapshot")
-    jobs = _count_writes(monkeypatch, store)
+async def test_a_shared_write_survives_a_cancelled_caller(tmp_path: Path) -> None:
+    io = RecordingIO()
+    store = FileStore(str(tmp_path), name="snapshot", io=io)
     first = asyncio.ensure_future(store.write("k+g+", "v"))
     second = asyncio.ensure_future(store.write("k+g+", "v"))
     await asyncio.sleep(0)
@@ -234,7 +268,7 @@ async def test_a_shared_write_survives_a_cancelled_caller(
     assert await second is True
     with pytest.raises(asyncio.CancelledError):
         await first
-    assert jobs == ["v"]
+    assert io.staged == [("k+g+", "v", True)]
     assert (tmp_path / "k+g+").read_text() == "v"
     assert store.holds("k+g+", "v")
 
@@ -264,89 +298,81 @@ async def test_a_failed_shared_write_warns_once_and_reports_false(
     assert not store.holds("k+g+", "v")
 
 
-def count_listings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Record every listing the stores take of a folder."""
-    from aioacm import stores
-
-    listed: list[str] = []
-    real = stores._list_names
-
-    def counting(base: str) -> set[str] | None:
-        listed.append(base)
-        return real(base)
-
-    monkeypatch.setattr(stores, "_list_names", counting)
-    return listed
-
-
-async def test_rechecks_of_written_files_share_one_listing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+async def test_a_failed_stage_fails_the_write_and_leaves_the_old_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from aioacm import stores
+    class ReadOnlyIO(StoreIO):
+        def stage(self, path: str, content: str, *, fsync: bool) -> str | None:
+            raise PermissionError(errno.EACCES, "Permission denied", path)
 
-    monkeypatch.setattr(stores, "WRITTEN_RECHECK", 60.0)  # no listing ages during the test
-    store = FileStore(str(tmp_path), name="snapshot")
+    (tmp_path / "k+g+").write_text("old", encoding="utf-8")
+    store = FileStore(str(tmp_path), name="snapshot", io=ReadOnlyIO())
+    with caplog.at_level(logging.WARNING, logger="aioacm"):
+        assert not await store.write("k+g+", "new")
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    assert "Permission denied" in caplog.records[0].getMessage()
+    assert os.listdir(tmp_path) == ["k+g+"]
+    assert await store.read("k+g+") == "old"
+    assert not store.holds("k+g+", "new")
+
+
+async def test_rechecks_of_written_files_share_one_listing(tmp_path: Path) -> None:
+    clock, io = FakeClock(), RecordingIO()
+    store = FileStore(str(tmp_path), name="snapshot", clock=clock, io=io)
     keys = [f"k{i}+g+" for i in range(10)]
     for key in keys:
         await store.write(key, "v")
     inodes = {key: os.stat(tmp_path / key).st_ino for key in keys}
-    listed = count_listings(monkeypatch)
+    assert io.listed == []  # a first write lists nothing
+    clock.advance(WRITTEN_RECHECK / 2)
+    assert all(store.holds(key, "v") for key in keys)  # trusted for WRITTEN_RECHECK seconds
+    clock.advance(WRITTEN_RECHECK / 2)
     for key in keys:  # all due for a recheck
-        store._checked[key] = time.monotonic() - stores.WRITTEN_RECHECK
         assert not store.holds(key, "v")
     results = await asyncio.gather(*(store.write(keys[i % 10], "v") for i in range(30)))
     assert results == [True] * 30
-    assert listed == [str(tmp_path)]  # one listing for every key and caller
+    assert io.listed == [str(tmp_path)]  # one listing for every key and caller
     assert all(store.holds(key, "v") for key in keys)
     assert {key: os.stat(tmp_path / key).st_ino for key in keys} == inodes  # nothing rewritten
+    assert len(io.staged) == 10
     # a file gone behind the store's back: the next due recheck finds out and rewrites it
     (tmp_path / keys[0]).unlink()
-    store._checked[keys[0]] = time.monotonic() - stores.WRITTEN_RECHECK
-    store._listed_at -= stores.WRITTEN_RECHECK
+    clock.advance(WRITTEN_RECHECK)
     assert await store.write(keys[0], "v")
     assert (tmp_path / keys[0]).read_text() == "v"
-    assert len(listed) == 2
+    assert len(io.listed) == 2
+    assert io.staged[10:] == [(keys[0], "v", True)]
 
 
-async def test_a_store_that_cannot_list_rechecks_the_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from aioacm import stores
+async def test_a_store_that_cannot_list_rechecks_the_file(tmp_path: Path) -> None:
+    class UnlistableIO(RecordingIO):
+        def list_names(self, base: str) -> set[str] | None:
+            self.listed.append(base)
+            return None
 
-    store = FileStore(str(tmp_path), name="snapshot")
+    clock, io = FakeClock(), UnlistableIO()
+    store = FileStore(str(tmp_path), name="snapshot", clock=clock, io=io)
     await store.write("k+g+", "v")
-    monkeypatch.setattr(stores, "_list_names", lambda base: None)
     (tmp_path / "k+g+").unlink()
-    store._checked["k+g+"] = time.monotonic() - stores.WRITTEN_RECHECK
+    clock.advance(WRITTEN_RECHECK)
     assert await store.write("k+g+", "v")
+    assert io.listed == [str(tmp_path)]
+    assert io.looked_up == ["k+g+"]  # the folder cannot be listed: the file is looked up
     assert (tmp_path / "k+g+").read_text() == "v"
 
 
-async def test_deletes_of_absent_keys_share_one_listing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from aioacm import stores
-
-    monkeypatch.setattr(stores, "WRITTEN_RECHECK", 60.0)  # no listing ages during the test
-    store = FileStore(str(tmp_path), name="snapshot")
-    deleted: list[str] = []
-    real_delete = store._delete_file
-
-    def counting(key: str, path: str, seq: int) -> None:
-        deleted.append(key)
-        real_delete(key, path, seq)
-
-    monkeypatch.setattr(store, "_delete_file", counting)
+async def test_deletes_of_absent_keys_share_one_listing(tmp_path: Path) -> None:
+    clock, io = FakeClock(), RecordingIO()
+    store = FileStore(str(tmp_path), name="snapshot", clock=clock, io=io)
     (tmp_path / "hand+g+").write_text("by hand", encoding="utf-8")
-    listed = count_listings(monkeypatch)
     # a key read again and again while it does not exist deletes its snapshot every time
     await asyncio.gather(*(store.delete(f"a{i % 5}+g+") for i in range(40)))
-    assert listed == [str(tmp_path)]
-    assert deleted == []
+    assert io.listed == [str(tmp_path)]
+    assert io.removed == []
     await store.delete("hand+g+")  # a listed file is deleted
     assert not (tmp_path / "hand+g+").exists()
     await store.delete("hand+g+")  # and known gone since
-    assert deleted == ["hand+g+"]
+    assert io.removed == ["hand+g+"]
     # a file this store wrote is deleted even when the listing (taken before) lacks it
     await store.write("mine+g+", "v")
     await store.delete("mine+g+")
@@ -355,10 +381,11 @@ async def test_deletes_of_absent_keys_share_one_listing(
     (tmp_path / "late+g+").write_text("late", encoding="utf-8")
     await store.delete("late+g+")
     assert (tmp_path / "late+g+").exists()
-    store._listed_at -= stores.WRITTEN_RECHECK
+    clock.advance(WRITTEN_RECHECK)
     await store.delete("late+g+")
     assert not (tmp_path / "late+g+").exists()
-    assert len(listed) == 2
+    assert len(io.listed) == 2
+    assert io.removed == ["hand+g+", "mine+g+", "late+g+"]
 
 
 async def test_holds_and_known_absent_answer_without_io(tmp_path: Path) -> None:
@@ -380,26 +407,59 @@ async def test_holds_and_known_absent_answer_without_io(tmp_path: Path) -> None:
     assert not stale.known_absent("k+g+")  # a listing older than ``recheck`` proves nothing
 
 
+async def test_known_absent_lasts_as_long_as_the_listing(tmp_path: Path) -> None:
+    clock, io = FakeClock(), RecordingIO()
+    store = FileStore(str(tmp_path), name="failover", recheck=10, io=io, clock=clock)
+    assert await store.read("k+g+") is None
+    clock.advance(9.5)
+    assert store.known_absent("k+g+")
+    clock.advance(0.5)
+    assert not store.known_absent("k+g+")  # the listing is ``recheck`` seconds old
+    (tmp_path / "k+g+").write_text("pinned", encoding="utf-8")
+    assert await store.read("k+g+") == "pinned"
+    assert io.listed == [str(tmp_path)] * 2
+
+
 # -- group commit: one thread job, and one syncfs, for a burst of writes -----------------------
 
 
-class SyncRecorder:
-    """Stands in for ``stores._syncfs()``: records the folder at each call, then flushes for real
-    where the platform can (or fails, if told to)."""
+class SyncingIO(RecordingIO):
+    """A ``RecordingIO`` whose ``syncfs`` records the names in ``folder`` at each flush, lets
+    ``took`` seconds of ``clock`` pass, then fails (with ``fail``) or flushes for real where
+    the platform can."""
 
-    def __init__(self, folder: Path, fail: OSError | None = None) -> None:
-        from aioacm import stores
-
-        self.folder, self.fail = folder, fail
-        self.real = stores._syncfs()
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        fail: OSError | None = None,
+        clock: FakeClock | None = None,
+        hold: bool = False,
+    ) -> None:
+        super().__init__(hold=hold)
+        self.folder, self.fail, self.clock = folder, fail, clock
+        self.took = 0.0
+        self.real = StoreIO().syncfs()
         self.seen: list[list[str]] = []
 
-    def __call__(self, fd: int) -> None:
+    def syncfs(self) -> Callable[[int], None] | None:
+        return self.flush
+
+    def flush(self, fd: int) -> None:
         self.seen.append(sorted(os.listdir(self.folder)))
+        if self.clock is not None:
+            self.clock.advance(self.took)
         if self.fail is not None:
             raise self.fail
         if self.real is not None:
             self.real(fd)
+
+
+class NoSyncfsIO(RecordingIO):
+    """A ``RecordingIO`` on a platform without ``syncfs``."""
+
+    def syncfs(self) -> Callable[[int], None] | None:
+        return None
 
 
 @pytest.fixture
@@ -416,102 +476,74 @@ def fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
-def use_syncfs(
-    monkeypatch: pytest.MonkeyPatch, folder: Path, fail: OSError | None = None
-) -> SyncRecorder:
-    """Make the stores flush through a ``SyncRecorder`` of ``folder``, and return it."""
-    from aioacm import stores
-
-    recorder = SyncRecorder(folder, fail)
-    monkeypatch.setattr(stores, "_syncfs", lambda: recorder)
-    return recorder
-
-
 async def test_a_burst_of_writes_is_one_job_flushed_by_one_syncfs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsyncs: list[int]
+    tmp_path: Path, fsyncs: list[int]
 ) -> None:
-    store = FileStore(str(tmp_path), name="snapshot")
-    recorder = use_syncfs(monkeypatch, tmp_path)
-    batches: list[int] = []
-    real = store._write_batch
-    monkeypatch.setattr(
-        store, "_write_batch", lambda batch: batches.append(len(batch)) or real(batch)
-    )
+    io = SyncingIO(tmp_path)
+    store = FileStore(str(tmp_path), name="snapshot", io=io)
     keys = [f"k{i:02d}+g+" for i in range(50)]
     # all 50 are queued in the same turn of the loop, before the job starts: one job
     assert await asyncio.gather(*(store.write(key, f"v-{key}") for key in keys)) == [True] * 50
-    assert batches == [50]
+    assert io.staged == [(key, f"v-{key}", False) for key in keys]  # none fsynced on its own
     assert fsyncs == []
-    [seen] = recorder.seen  # one flush, before any file was renamed into place
+    [seen] = io.seen  # one flush, before any file was renamed into place
     assert len(seen) == 50
-    assert all("~" in name and name.endswith(".tmp") for name in seen)
+    assert all(is_temporary(name) for name in seen)
     assert sorted(os.listdir(tmp_path)) == keys  # and no temporary file left
     assert all((tmp_path / key).read_text(encoding="utf-8") == f"v-{key}" for key in keys)
     assert all(store.holds(key, f"v-{key}") for key in keys)
 
 
 async def test_fewer_writes_than_the_syncfs_minimum_fsync_each_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsyncs: list[int]
+    tmp_path: Path, fsyncs: list[int]
 ) -> None:
-    from aioacm import stores
-
-    store = FileStore(str(tmp_path), name="snapshot")
-    recorder = use_syncfs(monkeypatch, tmp_path)
-    small = stores.SYNCFS_MIN_FILES - 1
+    io = SyncingIO(tmp_path)
+    store = FileStore(str(tmp_path), name="snapshot", io=io)
+    small = SYNCFS_MIN_FILES - 1
     results = await asyncio.gather(*(store.write(f"k{i}+g+", "v") for i in range(small)))
     assert results == [True] * small
-    assert recorder.seen == []
+    assert io.seen == []
     assert len(fsyncs) == small
     assert await store.write("one+g+", "v")
-    assert recorder.seen == []
+    assert io.seen == []
     assert len(fsyncs) == small + 1
+    assert all(fsync for _name, _content, fsync in io.staged)
 
 
-async def test_without_syncfs_a_burst_fsyncs_each_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsyncs: list[int]
-) -> None:
-    from aioacm import stores
-
-    monkeypatch.setattr(stores, "_syncfs", lambda: None)  # not Linux
-    store = FileStore(str(tmp_path), name="snapshot")
+async def test_without_syncfs_a_burst_fsyncs_each_file(tmp_path: Path, fsyncs: list[int]) -> None:
+    io = NoSyncfsIO()
+    store = FileStore(str(tmp_path), name="snapshot", io=io)
     assert await asyncio.gather(*(store.write(f"k{i}+g+", "v") for i in range(10))) == [True] * 10
     assert len(fsyncs) == 10
+    assert io.staged == [(f"k{i}+g+", "v", True) for i in range(10)]
     assert len(os.listdir(tmp_path)) == 10
 
 
-async def test_writes_that_come_during_a_job_go_together_in_the_next(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = FileStore(str(tmp_path), name="snapshot")
-    started, release = threading.Event(), threading.Event()
-    batches: list[list[str]] = []
-    real = store._write_batch
-
-    def held(batch: list[Any]) -> list[bool | Exception]:
-        batches.append([write.key for write in batch])
-        if len(batches) == 1:
-            started.set()
-            release.wait(10)
-        return real(batch)
-
-    monkeypatch.setattr(store, "_write_batch", held)
+async def test_writes_that_come_during_a_job_go_together_in_the_next(tmp_path: Path) -> None:
+    io = SyncingIO(tmp_path, hold=True)
+    store = FileStore(str(tmp_path), name="snapshot", io=io)
     first = asyncio.ensure_future(store.write("first+g+", "v"))
-    assert await asyncio.to_thread(started.wait, 10)  # the first job has started, and waits
+    assert await asyncio.to_thread(io.started.wait, 10)  # the first job has started, and waits
     later = [asyncio.ensure_future(store.write(f"k{i}+g+", "v")) for i in range(20)]
     await asyncio.sleep(0.01)
-    assert len(batches) == 1  # one job at a time per store
-    release.set()
+    staged_meanwhile = list(io.staged)
+    io.release.set()
+    assert staged_meanwhile == []  # one job at a time per store: no other has started
     assert await first
     assert await asyncio.gather(*later) == [True] * 20
-    assert batches == [["first+g+"], [f"k{i}+g+" for i in range(20)]]
+    # the first job alone (one file: fsynced), then the 20 others in one job, one syncfs
+    assert io.staged == [("first+g+", "v", True)] + [(f"k{i}+g+", "v", False) for i in range(20)]
+    [seen] = io.seen
+    assert len([name for name in seen if is_temporary(name)]) == 20
 
 
 async def test_a_failed_syncfs_fails_its_batch_and_leaves_the_old_files(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = FileStore(str(tmp_path), name="snapshot")
-    assert await store.write("k0+g+", "old")
-    use_syncfs(monkeypatch, tmp_path, fail=OSError(errno.EIO, "I/O error"))
+    store = FileStore(
+        str(tmp_path), name="snapshot", io=SyncingIO(tmp_path, fail=OSError(errno.EIO, "I/O"))
+    )
+    assert await store.write("k0+g+", "old")  # one file: fsynced, no syncfs
     with caplog.at_level(logging.DEBUG, logger="aioacm"):
         results = await asyncio.gather(*(store.write(f"k{i}+g+", "new") for i in range(8)))
     assert results == [False] * 8
@@ -522,50 +554,47 @@ async def test_a_failed_syncfs_fails_its_batch_and_leaves_the_old_files(
 
 
 async def test_a_slow_syncfs_makes_the_store_fsync_each_file_for_a_while(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsyncs: list[int]
+    tmp_path: Path, fsyncs: list[int]
 ) -> None:
-    from aioacm import stores
+    clock = FakeClock()
+    io = SyncingIO(tmp_path / "a", clock=clock)
+    store = FileStore(str(tmp_path / "a"), name="snapshot", clock=clock, io=io)
 
-    monkeypatch.setattr(stores, "SYNCFS_SLOW_PER_FILE", -1.0)  # every syncfs counts as slow
-    recorder = use_syncfs(monkeypatch, tmp_path / "a")
-    store = FileStore(str(tmp_path / "a"), name="snapshot")
-    await asyncio.gather(*(store.write(f"k{i}+g+", "v") for i in range(8)))
-    assert (len(recorder.seen), len(fsyncs)) == (1, 0)
-    await asyncio.gather(*(store.write(f"k{i}+g+", "w") for i in range(8)))
-    assert (len(recorder.seen), len(fsyncs)) == (1, 8)  # paused: an fsync per file
-    assert {(tmp_path / "a" / f"k{i}+g+").read_text() for i in range(8)} == {"w"}
-    monkeypatch.setattr(store, "_syncfs_paused_until", time.monotonic() - 1)
-    await asyncio.gather(*(store.write(f"k{i}+g+", "x") for i in range(8)))
-    assert (len(recorder.seen), len(fsyncs)) == (2, 8)  # the pause is over
+    async def write_all(content: str) -> tuple[int, int]:
+        await asyncio.gather(*(store.write(f"k{i}+g+", content) for i in range(8)))
+        assert {(tmp_path / "a" / f"k{i}+g+").read_text() for i in range(8)} == {content}
+        return len(io.seen), len(fsyncs)
+
+    io.took = 0.9 * SYNCFS_SLOW_PER_FILE * 8  # fast enough for 8 files
+    assert await write_all("u") == (1, 0)
+    io.took = 1.1 * SYNCFS_SLOW_PER_FILE * 8  # too slow
+    assert await write_all("v") == (2, 0)
+    assert await write_all("w") == (2, 8)  # paused: an fsync per file
+    clock.advance(SYNCFS_PAUSE - 0.5)
+    assert await write_all("x") == (2, 16)  # still paused
+    clock.advance(1.0)
+    assert await write_all("y") == (3, 16)  # the pause is over
 
 
-async def test_a_write_outranked_while_queued_leaves_no_temporary_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = FileStore(str(tmp_path), name="snapshot")
-    release = threading.Event()
-    real = store._write_batch
-
-    def held(batch: list[Any]) -> list[bool | Exception]:
-        release.wait(10)
-        return real(batch)
-
-    monkeypatch.setattr(store, "_write_batch", held)
+async def test_a_write_outranked_while_queued_leaves_no_temporary_file(tmp_path: Path) -> None:
+    io = RecordingIO(hold=True)
+    store = FileStore(str(tmp_path), name="snapshot", io=io)
     writing = asyncio.ensure_future(store.write("k+g+", "v"))
-    await asyncio.sleep(0.01)  # the job holds the write, not yet staged
-    deleting = asyncio.ensure_future(store.delete("k+g+"))  # a newer change: it lands first
-    await asyncio.sleep(0.05)
-    release.set()
-    await deleting
+    assert await asyncio.to_thread(io.started.wait, 10)  # the job holds the write, not staged
+    await store.delete("k+g+")  # a newer change: it lands first
+    io.release.set()
     assert await writing  # outranked, not failed
     assert os.listdir(tmp_path) == []
     assert not store.holds("k+g+", "v")
+    # it was staged all the same, and its temporary file removed instead of renamed into place
+    assert io.staged == [("k+g+", "v", True)]
+    [tmp] = io.removed[1:]
+    assert io.removed[0] == "k+g+"
+    assert is_temporary(tmp)
 
 
 def test_syncfs_flushes_a_folder_and_reports_errors(tmp_path: Path) -> None:
-    from aioacm import stores
-
-    syncfs = stores._syncfs()
+    syncfs = StoreIO().syncfs()
     if not sys.platform.startswith("linux"):
         assert syncfs is None
         return
@@ -592,3 +621,15 @@ async def test_the_newest_of_two_writes_of_a_key_in_one_batch_wins(tmp_path: Pat
     assert store.holds("k+g+", "old")
     assert not store.holds("k+g+", "new")
     assert os.listdir(tmp_path) == ["k+g+"]
+
+
+def test_temporary_files_are_told_from_keys(tmp_path: Path) -> None:
+    store = FileStore(str(tmp_path), name="snapshot")
+    tmp = StoreIO().stage(store.path("k+g+"), "v", fsync=False)
+    assert tmp is not None
+    name = os.path.basename(tmp)
+    assert TMP_MARK in name
+    assert is_temporary(name)
+    assert not is_temporary("k+g+")
+    with pytest.raises(ValueError, match="not a store key"):
+        store.path(name)
