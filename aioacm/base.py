@@ -49,10 +49,12 @@ class _Rooms:
         self.session = session
         self.owned = owned
         self.transport = Transport(session, client.options, client._dialect)
+        dialect = client._dialect
         self.lookup = Lookup(
-            self.transport.send, client._dialect.read_query, client._stores, client.options
+            self.transport.send, dialect.query, dialect.read_query, client._stores, client.options
         )
         self.watches: WatchManager | None = None
+        client._dialect.attach(self.transport.send)
 
 
 class ConfigClient:
@@ -241,6 +243,7 @@ class ConfigClient:
             try:
                 await rooms.transport.servers.close()
             finally:
+                self._dialect.attach(None)
                 self._credentials.bind(None)
                 if rooms.owned:
                     await rooms.session.close()

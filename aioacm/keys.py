@@ -81,7 +81,8 @@ class Item(NamedTuple):
         key: the cache key: the file name in the stores, and the watch key.
         envelope: envelope-encrypted (``cipher-kms-aes-*``): it has an encrypted data key.
         cipher: stored encrypted when KMS is on (``cipher-*``).
-        query: the request that reads it, as its dialect built it (opaque here).
+        query: the request that reads it, as its dialect built it (opaque here); None for an
+            item made with ``remember=False`` (the lookup chain builds it when needed).
     """
 
     data_id: str
@@ -142,8 +143,10 @@ class KeyMemo:
             is_cipher(checked_id),
             None,
         )
+        if not remember:
+            return item  # read rarely if at all (a watched key): its request is made on use
         item = item._replace(query=self._query(item))
-        if remember and type(data_id) is str and (group is None or type(group) is str):
+        if type(data_id) is str and (group is None or type(group) is str):
             if len(self._items) >= self.size:
                 self._items.clear()
             self._items[data_id, group] = item

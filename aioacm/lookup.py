@@ -31,7 +31,7 @@ from .keys import Item
 from .kms import KMS
 from .options import Options
 from .stores import FAILOVER_RECHECK, FileStore
-from .wire import Fetched, Response
+from .wire import Fetched, Request, Response
 
 __all__ = ["DATA_KEY_FOLDER", "LocalStores", "Lookup", "Value"]
 
@@ -89,6 +89,8 @@ class Lookup:
 
     Args:
         send: the transport's ``send``.
+        query: the dialect's ``query`` (for items made without their request: watched keys,
+            tens of thousands of which would otherwise each hold one).
         read_query: the dialect's ``read_query``.
         stores: the client's folders.
         options: the client's live options.
@@ -97,11 +99,13 @@ class Lookup:
     def __init__(
         self,
         send: Callable[..., Coroutine[Any, Any, Response]],
+        query: Callable[[Item], Request],
         read_query: ReadQuery,
         stores: LocalStores,
         options: Options,
     ) -> None:
         self._send = send
+        self._query = query
         self._read_query = read_query
         self._stores = stores
         self._options = options
@@ -191,7 +195,8 @@ class Lookup:
         key = item.key
         stores = self._stores
         try:
-            resp = await self._send(item.query, timeout=timeout, key=key)
+            query = item.query if item.query is not None else self._query(item)
+            resp = await self._send(query, timeout=timeout, key=key)
         except (ServerUnavailableError, CredentialsError) as exc:
             if no_snapshot or not fallback:
                 raise

@@ -6,10 +6,10 @@ client's transport. What a poll looks like is the dialect's (a ``ListenGrammar``
 key with the md5 held, a request over the joined records, an answer naming the keys that differ.
 
 A re-poll costs Python work in proportion to the keys that changed, not to the keys watched:
-each poller keeps every key's encoded record (re-encoded only when its md5 changes), the
-keys it has not yet heard about from the server, and a map from ``(data_id, group)`` to key, all
-updated as keys come, go and change. Joining the records into the body is one C-level join (the
-protocol wants every record in every poll).
+each poller keeps every key's encoded record (re-encoded only when its md5 changes) and the
+keys it has not yet heard about from the server, both updated as keys come, go and change; an
+answer's keys are found by their cache key. Joining the records into the body is one C-level
+join (the protocol wants every record in every poll).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Protocol
 
 from ._tasks import cancel_and_wait
 from .errors import ACMException
-from .keys import Item
+from .keys import Item, cache_key
 from .options import Options
 from .watch import ChangeSink, KeyState, backoff_delay
 from .wire import Request, Response, Send
@@ -34,6 +34,9 @@ ADD_COALESCE_SECONDS = 0.005
 
 class ListenGrammar(Protocol):
     """A dialect's long poll."""
+
+    #: the namespace of every key polled
+    namespace: str
 
     def listen_record(self, item: Item, md5: str) -> str:
         """One key's record, encoded, for the md5 held."""
@@ -64,7 +67,6 @@ class Poller:
         self._record_md5: dict[str, str] = {}
         # keys the server has not yet confirmed or reported (each poll answers at once then)
         self._new: dict[str, KeyState] = {}
-        self._by_name: dict[tuple[str, str], KeyState] = {}
         self._wake = asyncio.Event()
         self._wake_handle: asyncio.TimerHandle | None = None
         self.task: asyncio.Task[None] | None = None
@@ -73,7 +75,6 @@ class Poller:
         """Watch ``state`` too; a held poll is cut short so the new key is probed at once."""
         key = state.key
         self.keys[key] = state
-        self._by_name[(state.item.data_id, state.item.group)] = state
         self._update(state)
         if not state.known:
             self._new[key] = state
@@ -102,7 +103,6 @@ class Poller:
         self._records.pop(key, None)
         self._record_md5.pop(key, None)
         self._new.pop(key, None)
-        self._by_name.pop((state.item.data_id, state.item.group), None)
 
     def stop_waking(self) -> None:
         """Drop a pending wake-up (the poller is being stopped)."""
@@ -179,10 +179,11 @@ class Poller:
                 resp.status,
             )
             return False
-        by_name = self._by_name
+        # the answer names keys of this client's namespace (whatever it calls the public one)
+        keys, namespace = self.keys, grammar.namespace
         changed = []
         for data_id, group, _namespace in reported:
-            state = by_name.get((data_id, group))
+            state = keys.get(cache_key(data_id, group, namespace))
             if state is not None:
                 changed.append(state)
         if first_poll:

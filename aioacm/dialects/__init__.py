@@ -120,6 +120,15 @@ class Dialect(abc.ABC):
     def signer(self) -> Signer | None:
         """What signs requests now, or None when requests go unsigned."""
 
+    async def refused(self, request: Request) -> bool:
+        """A signed request was refused with 403: renew the credentials and say True to have
+        it sent once more (the default: the 403 stands)."""
+        return False
+
+    def attach(self, send: Send | None) -> None:  # noqa: B027 (optional hook)
+        """The transport's ``send`` when the client opens (None when it closes), for a dialect
+        that must ask servers things of its own (a login)."""
+
     @abc.abstractmethod
     def change_feed(self, sink: ChangeSink, send: Send, options: Options) -> ChangeFeed:
         """The source of change news for the watch machinery (see ``aioacm.watch``)."""
