@@ -1,4 +1,4 @@
-"""aioacm: an asyncio client for Alibaba Cloud ACM, with a bundled ACM-compatible server."""
+"""aioacm: an asyncio client for Alibaba Cloud ACM and Nacos, and a bundled server for both."""
 
 from ._version import __version__
 from .auth import (
@@ -24,6 +24,7 @@ from .errors import (
     ServerUnavailableError,
 )
 from .keys import DEFAULT_GROUP
+from .nacos import NacosClient
 from .stats import ClientStats
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "InvalidOptionError",
     "InvalidParameterError",
     "KMSError",
+    "NacosClient",
     "RamRoleCredentialsProvider",
     "ServerUnavailableError",
     "StaticCredentialsProvider",

@@ -30,6 +30,7 @@ class Request:
         scope: ``(namespace, group)`` the request is about: what a signature covers.
         answers: the statuses the caller interprets itself (others are failures the
             transport maps to errors or to the next server).
+        signed: whether the dialect's signer signs it (a login does not).
     """
 
     method: str
@@ -39,6 +40,7 @@ class Request:
     headers: Mapping[str, str] | None = None
     scope: tuple[str | None, str | None] = (None, None)
     answers: frozenset[int] = frozenset((200, 404))
+    signed: bool = True
 
 
 class Response:
