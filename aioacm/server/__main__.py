@@ -25,10 +25,18 @@ def _credential(text: str) -> tuple[str, str]:
     return access_key, secret_key
 
 
+def _user(text: str) -> tuple[str, str]:
+    username, sep, password = text.partition(":")
+    if not sep or not username or not password:
+        raise argparse.ArgumentTypeError("expected USER:PASSWORD")
+    return username, password
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aioacm-server",
-        description="An ACM-compatible config server for tests and local development.",
+        description="A config server speaking ACM and Nacos (HTTP) for tests and local"
+        " development.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument(
@@ -45,6 +53,22 @@ def _parser() -> argparse.ArgumentParser:
         action="extend",
         default=[],
         help="require requests signed with one of these access keys",
+    )
+    parser.add_argument(
+        "--users",
+        metavar="USER:PASSWORD",
+        type=_user,
+        nargs="+",
+        action="extend",
+        default=[],
+        help="turn Nacos auth on: these users log in for a token",
+    )
+    parser.add_argument(
+        "--token-ttl",
+        type=float,
+        default=18000.0,
+        metavar="SECONDS",
+        help="how long a Nacos login token is valid (default 18000)",
     )
     parser.add_argument(
         "--signature-window",
@@ -69,6 +93,8 @@ async def _serve(args: argparse.Namespace) -> int:
         credentials=dict(args.credentials) or None,
         data_file=args.data,
         signature_window=args.signature_window,
+        users=dict(args.users) or None,
+        token_ttl=args.token_ttl,
         # Running for days: keep the request log from growing without bound.
         request_log_limit=1000,
     )

@@ -29,7 +29,8 @@ from ..dialects.acm import (
 from ..errors import InvalidParameterError
 from ..keys import validate_namespace
 from .faults import FaultInjector
-from .ops import PREFIX, classify
+from .nacos import NacosAPI, NacosUsers
+from .ops import NACOS_PREFIX, PREFIX, classify
 from .records import RequestRecord
 from .security import AccessDenied, SignatureChecker
 from .store import ConfigKey, ConfigStore
@@ -120,6 +121,7 @@ class ACMApplication:
         checker: the signature checker.
         log: called with the record of every request as it arrives.
         addresses: resolves what the address server answers.
+        users: the Nacos users and their tokens.
     """
 
     def __init__(
@@ -129,6 +131,7 @@ class ACMApplication:
         checker: SignatureChecker,
         log: Callable[[RequestRecord], None],
         addresses: AddressResolver,
+        users: NacosUsers | None = None,
     ) -> None:
         self._store = store
         self._faults = faults
@@ -136,6 +139,7 @@ class ACMApplication:
         self._log = log
         self._addresses = addresses
         self.stopping = asyncio.Event()
+        self._nacos = NacosAPI(store, users or NacosUsers(None), checker, self.stopping)
 
     def build(self) -> web.Application:
         """Create the aiohttp application."""
@@ -150,7 +154,9 @@ class ACMApplication:
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         """Log the request, apply a fault if one matches, else answer it."""
-        op = classify(request.method, request.path, request.query.get("method"))
+        op = classify(
+            request.method, request.path, request.query.get("method"), "search" in request.query
+        )
         record = RequestRecord(
             op=op,
             method=request.method,
@@ -170,7 +176,12 @@ class ACMApplication:
             record.status = 500
             raise
         logger.debug(
-            "%s %s %s -> %s", op, request.method, request.path_qs, record.status or "dropped"
+            # the path only: a query may carry a token, or a password (old Nacos clients)
+            "%s %s %s -> %s",
+            op,
+            request.method,
+            request.path,
+            record.status or "dropped",
         )
         return response
 
@@ -223,6 +234,8 @@ class ACMApplication:
 
     async def _handle(self, request: web.Request, record: RequestRecord) -> web.Response:
         op = record.op
+        if request.path.startswith(NACOS_PREFIX + "/"):
+            return await self._nacos.handle(request, op, record.body)
         if op == "other":
             return _text("not found", 404)
         if op == "address":

@@ -36,6 +36,7 @@ def _item_to_json(item: ConfigItem) -> dict[str, Any]:
         "md5": item.md5,
         "encryptedDataKey": item.encrypted_data_key,
         "lastModified": item.last_modified,
+        "type": item.config_type,
     }
 
 
@@ -50,6 +51,9 @@ def _item_from_json(raw: Any) -> ConfigItem:
     )
     key_key = raw.get("encryptedDataKey")
     modified = raw.get("lastModified", 0.0)
+    config_type = raw.get("type")
+    if config_type is not None and not isinstance(config_type, str):
+        raise ValueError("'type' must be a string or null")
     if not (isinstance(data_id, str) and data_id and isinstance(group, str) and group):
         raise ValueError("each item needs a non-empty 'dataId' and 'group'")
     if not isinstance(tenant, str) or not isinstance(content, str):
@@ -67,6 +71,7 @@ def _item_from_json(raw: Any) -> ConfigItem:
         md5=content_md5(content),
         encrypted_data_key=key_key,
         last_modified=float(modified),
+        config_type=config_type,
     )
 
 

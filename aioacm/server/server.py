@@ -15,6 +15,7 @@ from ..dialects.acm import encode_content, normalize_group, validate_data_id
 from ..keys import validate_namespace
 from .app import ACMApplication
 from .faults import Fault, FaultInjector
+from .nacos import DEFAULT_TOKEN_TTL, NacosUsers
 from .persist import JsonFilePersistence
 from .records import RequestRecord
 from .security import SignatureChecker
@@ -32,11 +33,15 @@ def _key(data_id: str, group: str | None, tenant: str | None) -> ConfigKey:
 
 
 class LocalACMServer:
-    """An in-process ACM server speaking the wire protocol of PROTOCOL.md over real sockets.
+    """An in-process config server speaking ACM (PROTOCOL.md) and Nacos's HTTP API (NACOS.md)
+    over real sockets, on one port and one store.
 
-    It serves the address server, get, publish, remove, list and the long poll on one port,
-    checks Spas signatures when given credentials, keeps a log of every request and can be
-    told to fail on purpose (:meth:`add_fault`)::
+    It serves ACM's address server, get, publish, remove, list and long poll under
+    ``/diamond-server``, and Nacos's v1 config API, listener, login, v3 client read and
+    readiness under ``/nacos`` (``aioacm.server.nacos``): an item published through one API is
+    read through the other. It checks Spas signatures when given credentials and Nacos tokens
+    when given users, keeps a log of every request and can be told to fail on purpose
+    (:meth:`add_fault`)::
 
         async with LocalACMServer() as server:
             server.set_config("app.yaml", "DEFAULT_GROUP", "k: v")
@@ -56,6 +61,9 @@ class LocalACMServer:
         ssl_context: serve HTTPS with this context (the address server too).
         request_log_limit: keep only this many of the latest requests in :attr:`requests`
             (``None``: all of them, for tests; a long-running server should set a limit).
+        users: Nacos users ``{username: password}``; when given, Nacos requests need a login
+            token.
+        token_ttl: seconds a Nacos login token is valid (short ones for tests).
 
     Attributes:
         requests: every request received, in order (:class:`RequestRecord`).
@@ -77,6 +85,8 @@ class LocalACMServer:
         shutdown_timeout: float = 1.0,
         ssl_context: ssl.SSLContext | None = None,
         request_log_limit: int | None = None,
+        users: Mapping[str, str] | None = None,
+        token_ttl: float = DEFAULT_TOKEN_TTL,
     ) -> None:
         self._host = host
         self._port = port
@@ -84,6 +94,8 @@ class LocalACMServer:
         self._ssl_context = ssl_context
         self._request_log_limit = request_log_limit
         self._checker = SignatureChecker(credentials, signature_window)
+        #: the Nacos users and the tokens they were given
+        self.nacos_users = NacosUsers(users, token_ttl)
         self._faults = FaultInjector()
         self.store = ConfigStore()
         self.requests: list[RequestRecord] = []
@@ -153,7 +165,12 @@ class LocalACMServer:
         if self._persistence is not None and not self._loaded:
             await self._load()
         app = ACMApplication(
-            self.store, self._faults, self._checker, self._log_request, self._addresses
+            self.store,
+            self._faults,
+            self._checker,
+            self._log_request,
+            self._addresses,
+            self.nacos_users,
         )
         runner = web.AppRunner(
             app.build(),
@@ -172,7 +189,7 @@ class LocalACMServer:
         self._runner, self._app = runner, app
         if self._persistence is not None:
             self._persistence.start_background()
-        logger.info("ACM server listening on %s", self.endpoint)
+        logger.info("config server listening on %s (ACM and Nacos APIs)", self.endpoint)
 
     async def stop(self) -> None:
         """Stop listening: held polls answer at once, open connections close. Idempotent."""
@@ -186,7 +203,7 @@ class LocalACMServer:
         finally:
             if self._persistence is not None:
                 await self._persistence.stop_background()
-            logger.info("ACM server on %s stopped", self.endpoint)
+            logger.info("config server on %s stopped", self.endpoint)
 
     async def __aenter__(self) -> LocalACMServer:
         await self.start()
@@ -246,6 +263,7 @@ class LocalACMServer:
         tenant: str = "",
         *,
         encrypted_data_key: str | None = None,
+        config_type: str | None = None,
     ) -> ConfigItem:
         """Store an item as a publish would, waking the polls that watch it if it changed.
 
@@ -255,6 +273,7 @@ class LocalACMServer:
             content: the content (must be GBK-encodable, at most 100 KB).
             tenant: the namespace id (``""``: the default namespace).
             encrypted_data_key: served back in the ``Encrypted-Data-Key`` header.
+            config_type: the Nacos config type (``Config-Type``), if any.
 
         Returns:
             The stored item (with its md5).
@@ -264,7 +283,7 @@ class LocalACMServer:
         """
         key = _key(data_id, group, tenant)
         encode_content(content)
-        return self.store.put(key, content, encrypted_data_key)
+        return self.store.put(key, content, encrypted_data_key, config_type)
 
     def get_config(self, data_id: str, group: str | None = None, tenant: str = "") -> str | None:
         """The content stored under the key, or ``None``."""

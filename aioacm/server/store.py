@@ -7,6 +7,8 @@ so a poll that compares md5s and then registers a watch cannot miss a change in 
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -38,6 +40,7 @@ class ConfigItem:
         md5: lowercase hex md5 of the content's GBK bytes (what long polls compare).
         encrypted_data_key: the ``encryptedDataKey`` published with it (KMS envelope), if any.
         last_modified: ``time.time()`` of the last write.
+        config_type: the Nacos config type published with it (``text``, ``yaml``...), if any.
     """
 
     data_id: str
@@ -47,6 +50,12 @@ class ConfigItem:
     md5: str
     encrypted_data_key: str | None = None
     last_modified: float = 0.0
+    config_type: str | None = None
+
+    @functools.cached_property
+    def utf8_md5(self) -> str:
+        """The md5 Nacos compares: over the content's UTF-8 bytes."""
+        return hashlib.md5(self.content.encode("utf-8", errors="surrogatepass")).hexdigest()
 
     @property
     def key(self) -> ConfigKey:
@@ -97,6 +106,11 @@ class ConfigStore:
         item = self._items.get(key)
         return item.md5 if item is not None else ""
 
+    def utf8_md5(self, key: ConfigKey) -> str:
+        """The md5 a Nacos listener compares with (UTF-8), or ``""`` when there is no item."""
+        item = self._items.get(key)
+        return item.utf8_md5 if item is not None else ""
+
     def items(self, tenant: str | None = None) -> list[ConfigItem]:
         """Every item (only ``tenant``'s when given), sorted by (tenant, group, data_id)."""
         return [
@@ -106,7 +120,11 @@ class ConfigStore:
         ]
 
     def put(
-        self, key: ConfigKey, content: str, encrypted_data_key: str | None = None
+        self,
+        key: ConfigKey,
+        content: str,
+        encrypted_data_key: str | None = None,
+        config_type: str | None = None,
     ) -> ConfigItem:
         """Store ``content`` under ``key``; wake the watches on it if the md5 changed."""
         previous = self._items.get(key)
@@ -118,6 +136,7 @@ class ConfigStore:
             md5=content_md5(content),
             encrypted_data_key=encrypted_data_key,
             last_modified=time.time(),
+            config_type=config_type,
         )
         self._items[key] = item
         if previous is None or previous.md5 != item.md5:
