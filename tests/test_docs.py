@@ -63,6 +63,12 @@ async def test_quickstart_runs_on_the_embedded_server(tmp_path: Path) -> None:
     assert "read back: greeting=你好, ACM" in out
 
 
+async def test_nacos_quickstart_runs_on_the_embedded_server(tmp_path: Path) -> None:
+    out = await run_python([str(ROOT / "examples" / "nacos_quickstart.py")], tmp_path)
+    assert "watched: greeting: 你好, Nacos (yaml)" in out
+    assert "read back: greeting: hello again" in out
+
+
 def test_public_api() -> None:
     # (ruff's RUF022 keeps it sorted)
     assert len(aioacm.__all__) == len(set(aioacm.__all__))
