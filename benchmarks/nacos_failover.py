@@ -50,7 +50,7 @@ async def main(args: argparse.Namespace) -> int:
         return {
             "snapshot_base": f"{folder}/{name}/snapshot",
             "failover_base": f"{folder}/{name}/data",
-            "default_timeout": 5,
+            "default_timeout": 10,
             **auth,
         }
 
@@ -62,8 +62,8 @@ async def main(args: argparse.Namespace) -> int:
         NacosClient(addresses, **options("writer")) as writer,
         NacosClient(addresses, pulling_timeout=10, **options("watcher")) as watcher,
     ):
-        for chunk in range(0, len(keys), 100):
-            await asyncio.gather(*(writer.publish(k, None, "0") for k in keys[chunk : chunk + 100]))
+        for chunk in range(0, len(keys), 10):  # a cluster writes through raft: not too many at once
+            await asyncio.gather(*(writer.publish(k, None, "0") for k in keys[chunk : chunk + 10]))
         for key in keys:
             published[key].append("0")
         started = time.monotonic()
