@@ -15,6 +15,8 @@ MYPY = "mypy==2.4.1"
 def tests(session: nox.Session) -> None:
     """The whole test suite against the bundled server (warnings are errors)."""
     session.install("-e", ".[test]")
+    # the npm nacos client, a peer the Nacos tests run against the bundled server
+    session.run("npm", "ci", "--prefix", "tests/js", "--no-audit", "--no-fund", external=True)
     session.run("pytest", *session.posargs)
 
 

@@ -1,5 +1,6 @@
-"""Clients no one here wrote, against the bundled server's Nacos API, unchanged: the legacy
-HTTP ``nacos.NacosClient`` of nacos-sdk-python 2.x (get, publish, remove, a watcher, auth)."""
+"""Clients no one here wrote, against the bundled server's Nacos API, unchanged (get, publish,
+remove, a watcher, auth): the legacy HTTP ``nacos.NacosClient`` of nacos-sdk-python 2.x, and the
+npm ``nacos`` package (installed into tests/js by ``nox -s tests``)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sys
 import textwrap
 from pathlib import Path
 
 from aioacm.server import LocalACMServer
+
+JS = Path(__file__).resolve().parent / "js"
 
 LEGACY_SCRIPT = """
 import json, os, sys, threading, time
@@ -84,4 +88,24 @@ async def test_legacy_nacos_sdk_python_client(tmp_path: Path) -> None:
         assert server.get_item("p", "G", tenant="dev") is None
         ops = {record.op for record in server.requests}
         assert {"login", "get", "publish", "remove", "poll"} <= ops
+        assert all(record.status != 403 for record in server.requests)
+
+
+async def test_npm_nacos_client(tmp_path: Path) -> None:
+    node = shutil.which("node")
+    assert node is not None, "the npm nacos test needs Node.js (nox -s tests installs the package)"
+    assert (JS / "node_modules" / "nacos").is_dir(), "run: npm ci --prefix tests/js"
+    async with LocalACMServer(users={"nacos": "pw"}) as server:
+        server.set_config("seeded", "G", "from the server", tenant="dev")
+        await run_peer([node, str(JS / "nacos_peer.js"), server.endpoint, "nacos", "pw"], tmp_path)
+        lines = (tmp_path / "peer.log").read_text(encoding="utf-8").strip().splitlines()
+        result = json.loads(lines[-1])
+        assert result["get"] == "from the server"
+        assert result["publish"] is True
+        assert result["readBack"] == "中文 ✓ first"
+        assert "second" in result["seen"]
+        assert result["remove"] is True
+        assert result["gone"] is None
+        assert server.get_item("p", "G", tenant="dev") is None
+        assert {"get", "publish", "remove", "poll"} <= {r.op for r in server.requests}
         assert all(record.status != 403 for record in server.requests)
