@@ -109,6 +109,8 @@ async def test_login_token_refresh_and_secrecy(
         tokens = {r.headers.get("Authorization") for r in server.requests_for("get")}
         assert len(tokens) == 2
         assert all(t and t.startswith("Bearer ") for t in tokens)
+        for token in tokens:  # nor a token, at any level, from the client or the server
+            assert all(token[len("Bearer ") :] not in r.getMessage() for r in caplog.records)
 
 
 async def test_a_403_logs_in_again_at_most_once_a_minute(
@@ -221,3 +223,41 @@ async def test_a_server_without_the_v3_login_gets_v1_logins(
         assert paths == ["/nacos/v3/auth/user/login", "/nacos/v1/auth/login"] * 1 + [
             "/nacos/v1/auth/login"
         ]
+
+
+@pytest.mark.parametrize("data_id", ["cipher-app", "cipher-kms-aes-128-app"])
+async def test_kms_items_over_nacos(
+    make_nacos: Callable[..., NacosClient], tmp_path: Path, data_id: str
+) -> None:
+    from aioacm.testing import FakeKMS
+
+    secret = "db.password = s3cret 中文"
+    async with (
+        FakeKMS(("key-1",)) as kms,
+        LocalACMServer() as server,
+    ):
+        kms.add_credentials("ak", "sk")
+        options = {
+            "ak": "ak",
+            "sk": "sk",
+            "kms_enabled": True,
+            "region_id": "cn-hangzhou",
+            "key_id": "key-1",
+            "kms_endpoint": kms.endpoint,
+            "kms_protocol": "http",
+            "pulling_timeout": 2,
+        }
+        async with make_nacos(server.endpoint, **options) as client:
+            await client.publish(data_id, "G", secret)
+            stored = server.get_item(data_id, "G")
+            assert stored is not None
+            assert "s3cret" not in stored.content
+            assert bool(stored.encrypted_data_key) == data_id.startswith("cipher-kms-aes-")
+            assert b"s3cret" not in server.requests_for("publish")[-1].body
+            assert await client.get(data_id, "G") == secret
+            assert await client.get_raw(data_id, "G") == stored.content
+            stream = client.watch(data_id, "G")
+            change = await asyncio.wait_for(anext(stream), 10)
+            await stream.aclose()
+            assert change.content == secret
+            assert change.raw_content == stored.content
