@@ -5,8 +5,9 @@ any protocol: the dialect gives it the headers every request carries and the sig
 auth headers to each attempt. It is the one place where aiohttp and OS errors become aioacm
 errors. A request sticks to the current
 server and moves to the next one on 5xx, 408, 429, connection errors and timeouts; 409 (item
-being rewritten) is retried briefly on the same server first; 403 and other 4xx are raised at
-once. Redirects are not followed.
+being rewritten) is retried briefly on the same server first; a 403 is raised at once unless the
+dialect renews its credentials (``refused``: a login token, then one retry); other 4xx are raised
+at once. Redirects are not followed.
 
 At most ``MAX_CONCURRENT_REQUESTS`` requests (long polls aside) are in flight per client; more
 wait their turn first come, first served. aiohttp's own connector limit is not fair: a request
