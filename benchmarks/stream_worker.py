@@ -106,16 +106,19 @@ async def run(cfg: dict[str, Any]) -> dict[str, Any]:
         ready_s = time.perf_counter() - started
         await asyncio.sleep(1.0)  # let the first polls' snapshot writes settle
         loop_cpu0, cpu0, t0 = time.thread_time(), time.process_time(), time.monotonic()
+        req0 = client.stats().requests
         sys.stdout.write("READY\n")
         sys.stdout.flush()
         with cprofiled(cfg.get("profile")), contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(done.wait(), cfg["timeout"])
         loop_cpu, cpu = time.thread_time() - loop_cpu0, time.process_time() - cpu0
+        reqs = client.stats().requests - req0
         window = (last_arrival[0] or time.monotonic()) - t0
     values = sorted(latencies.values())
     delivered = len(latencies)
     return {
         "keys": len(keys),
+        "requests": reqs,  # sent in the window: a get per change, plus the polls
         "poller_size": cfg["poller_size"],
         "ready_s": ready_s,
         "changes": expected,
