@@ -46,6 +46,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile", type=Path, metavar="DIR", help="profile each run's stream window into DIR"
     )
+    parser.add_argument(
+        "--protocol",
+        choices=("acm", "nacos"),
+        default="acm",
+        help="watch with ACMClient, or with NacosClient over the bundled Nacos API (acm)",
+    )
     args = parser.parse_args(argv)
     defaults = {"keys": [2500, 10000], "seconds": 20.0, "runs": 3}
     if args.quick:
@@ -88,6 +94,7 @@ def one_run(args: argparse.Namespace, server: Server, keys: int, workdir: Path) 
         "nonce": uuid.uuid4().hex[:12],
         "timeout": 120.0 + args.seconds,
         "workdir": str(cwd),
+        "protocol": args.protocol,
     }
     if args.profile:
         cfg["profile"] = str(args.profile.resolve() / f"stream-{keys}-{cfg['nonce']}.txt")

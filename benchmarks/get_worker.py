@@ -19,7 +19,8 @@ Two measurements, because a key's first read and its later reads cost different 
   snapshot for each (temporary file, flushed to disk, renamed into place); the sync SDK
   writes one on every get.
 
-- ``aioacm``: ``ACMClient.get`` with default options (address server, snapshots).
+- ``aioacm``: ``ACMClient.get`` with default options (address server, snapshots), or
+  ``NacosClient.get`` with ``protocol: "nacos"`` (the floor then GETs Nacos's path).
 - ``floor``: bare ``aiohttp`` GETs of the same URL with the same headers over one default
   ``ClientSession``: no SDK work at all.
 - ``sync``: ``acm-sdk-python`` 0.4.11 ``get`` driven by a thread pool of 32 threads.
@@ -120,17 +121,19 @@ async def measure(openers: dict[str, Opener], cfg: dict[str, Any]) -> dict[str, 
 
 
 def aioacm_opener(cfg: dict[str, Any]) -> Opener:
-    from aioacm import ACMClient
+    from aioacm import ACMClient, NacosClient
+
+    nacos = cfg.get("protocol") == "nacos"
 
     @contextlib.asynccontextmanager
     async def open_client(name: str) -> AsyncIterator[Call]:
         base = os.path.join(cfg["workdir"], f"aioacm-{name}")
-        async with ACMClient(
-            cfg["endpoint"],
-            namespace=cfg["namespace"],
-            snapshot_base=os.path.join(base, "snapshot"),
-            failover_base=os.path.join(base, "data"),
-        ) as client:
+        folders = {
+            "snapshot_base": os.path.join(base, "snapshot"),
+            "failover_base": os.path.join(base, "data"),
+        }
+        client_class = NacosClient if nacos else ACMClient
+        async with client_class(cfg["endpoint"], cfg["namespace"], **folders) as client:
 
             async def call(key: str) -> str | None:
                 return await client.get(key, GROUP)
@@ -151,9 +154,11 @@ def floor_opener(cfg: dict[str, Any]) -> Opener:
         "exConfigInfo": "true",
     }
 
+    path = "/nacos/v1/cs/configs" if cfg.get("protocol") == "nacos" else "/diamond-server/config.co"
+
     def url(key: str) -> str:
         query = urlencode([("dataId", key), ("group", GROUP), ("tenant", cfg["namespace"])])
-        return f"http://{cfg['endpoint']}/diamond-server/config.co?{query}"
+        return f"http://{cfg['endpoint']}{path}?{query}"
 
     first_keys = cfg["first"]["keys"] if cfg.get("first") else []
     urls = {key: url(key) for key in [*cfg["keys"], *first_keys, cfg["warm_key"]]}

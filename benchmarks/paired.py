@@ -40,6 +40,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--concurrency", type=int, nargs="+", default=[64, 256], help="levels (64 256)"
     )
     parser.add_argument(
+        "--protocol",
+        choices=("acm", "nacos"),
+        default="acm",
+        help="ACMClient against a GET of ACM's path, or NacosClient against Nacos's (acm)",
+    )
+    parser.add_argument(
         "--cold",
         action="store_true",
         help="time each key's first read too (no unmeasured read of every key first)",
@@ -62,6 +68,7 @@ async def pairs(args: argparse.Namespace, endpoint: str, workdir: Path) -> dict[
                 "levels": [[concurrency, args.gets]],
                 "workdir": tempfile.mkdtemp(dir=workdir),
                 "cold": args.cold,
+                "protocol": args.protocol,
             }
             floor = (await run_floor(cfg))["levels"][str(concurrency)]
             ours = (await run_aioacm(cfg))["levels"][str(concurrency)]

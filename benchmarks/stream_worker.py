@@ -60,7 +60,7 @@ def parse(content: str | None, nonce: str) -> tuple[int, float] | None:
 
 
 async def run(cfg: dict[str, Any]) -> dict[str, Any]:
-    from aioacm import ACMClient
+    from aioacm import ACMClient, ConfigClient, NacosClient
 
     keys = [f"{cfg['prefix']}{i:05d}" for i in range(cfg["keys"])]
     expected = cfg["changes"]
@@ -91,14 +91,16 @@ async def run(cfg: dict[str, Any]) -> dict[str, Any]:
         if len(latencies) >= expected:
             done.set()
 
-    async with ACMClient(
-        cfg["endpoint"],
-        namespace=cfg["namespace"],
-        cai_enabled=False,
-        pulling_config_size=cfg["poller_size"],
-        snapshot_base=os.path.join(cfg["workdir"], "snapshot"),
-        failover_base=os.path.join(cfg["workdir"], "data"),
-    ) as client:
+    options: dict[str, Any] = {
+        "pulling_config_size": cfg["poller_size"],
+        "snapshot_base": os.path.join(cfg["workdir"], "snapshot"),
+        "failover_base": os.path.join(cfg["workdir"], "data"),
+    }
+    if cfg.get("protocol") == "nacos":
+        client: ConfigClient = NacosClient(cfg["endpoint"], cfg["namespace"], **options)
+    else:
+        client = ACMClient(cfg["endpoint"], cfg["namespace"], cai_enabled=False, **options)
+    async with client:
         started = time.perf_counter()
         for key in keys:
             await client.add_watcher(key, GROUP, callback)

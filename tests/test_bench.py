@@ -76,11 +76,15 @@ async def test_quick_benchmark_reports_every_section(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(120)
-async def test_paired_comparison_reports_a_ratio_per_concurrency(tmp_path: Path) -> None:
+@pytest.mark.parametrize("protocol", ["acm", "nacos"])
+async def test_paired_comparison_reports_a_ratio_per_concurrency(
+    tmp_path: Path, protocol: str
+) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         str(ROOT / "benchmarks" / "paired.py"),
         *("--rounds", "2", "--gets", "200", "--keys", "10", "--concurrency", "4", "16"),
+        *("--protocol", protocol),
         cwd=tmp_path,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -94,3 +98,21 @@ async def test_paired_comparison_reports_a_ratio_per_concurrency(tmp_path: Path)
         assert ratio > 0
         assert row[4].strip() == "2"
     assert err.decode().count("pair ") == 4
+
+
+async def test_change_stream_over_nacos_counts_every_change(tmp_path: Path) -> None:
+    output = tmp_path / "stream.json"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "benchmarks" / "change_stream.py"),
+        *("--quick", "--protocol", "nacos", "--json", str(output)),
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 110)
+    assert proc.returncode == 0, err.decode(errors="replace")
+    (run,) = json.loads(output.read_text(encoding="utf-8"))["50"]
+    assert run["delivered"] == run["changes"] > 0
+    assert run["lost"] == run["doubled"] == 0
+    assert run["requests"] >= run["changes"]  # a get per change, plus the polls
