@@ -86,6 +86,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="do not pin the server to the first CPU and the clients to the others",
     )
     parser.add_argument(
+        "--watch-protocol",
+        choices=("acm", "nacos"),
+        default="acm",
+        help="watch with ACMClient, or NacosClient over the bundled Nacos API (acm)",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         metavar="DIR",
@@ -218,6 +224,7 @@ def bench_watch(args: argparse.Namespace, server: Server, workdir: Path) -> dict
                     "gap": args.change_gap,
                     "idle_seconds": args.idle_seconds if size == largest else 0,
                     "timeout": timeout,
+                    "protocol": args.watch_protocol,
                 }
                 if client == "aioacm" and args.profile:
                     cfg["profile"] = str(args.profile / f"watch-{size}-{repeat + 1}.txt")

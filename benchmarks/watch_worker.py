@@ -102,18 +102,21 @@ def new_content(nonce: str, i: int) -> str:
 
 
 async def run_aioacm(cfg: dict[str, Any]) -> dict[str, Any]:
-    from aioacm import ACMClient
+    from aioacm import ACMClient, ConfigClient, NacosClient
 
     keys = [f"{cfg['prefix']}{i:05d}" for i in range(cfg["keys"])]
     arrivals = Arrivals(len(keys))
     port = cfg["server_port"]
     result: dict[str, Any] = {}
-    async with ACMClient(
-        cfg["endpoint"],
-        namespace=cfg["namespace"],
-        snapshot_base=os.path.join(cfg["workdir"], "snapshot"),
-        failover_base=os.path.join(cfg["workdir"], "data"),
-    ) as client:
+    folders = {
+        "snapshot_base": os.path.join(cfg["workdir"], "snapshot"),
+        "failover_base": os.path.join(cfg["workdir"], "data"),
+    }
+    if cfg.get("protocol") == "nacos":  # the bundled server's Nacos API, same store
+        client: ConfigClient = NacosClient(cfg["endpoint"], cfg["namespace"], **folders)
+    else:
+        client = ACMClient(cfg["endpoint"], namespace=cfg["namespace"], **folders)
+    async with client:
         await client.get(cfg["warm_key"], GROUP)  # open the session, load the server list
         gc.collect()
         before = tree_metrics(port)
@@ -136,6 +139,7 @@ async def run_aioacm(cfg: dict[str, Any]) -> dict[str, Any]:
         gc.collect()
         result["scale"].update(delta(before, tree_metrics(port)))
         result["scale"]["pollers"] = client.stats().pollers  # one long poll each
+        result["scale"]["protocol"] = client.stats().protocol
 
         if cfg["changes"]:
             targets = spread_keys(keys, cfg["changes"])
