@@ -15,6 +15,8 @@ from helpers import aioacm_tasks
 
 import aioacm.nacos_auth
 from aioacm import AccessDeniedError, ACMClient, NacosClient, ServerUnavailableError
+from aioacm.auth import sign
+from aioacm.dialects.nacos import nacos_sign_string
 from aioacm.server import LocalACMServer
 
 PASSWORD = "pa ss&w=rd?é"  # characters a careless client would leave raw in a URL
@@ -261,3 +263,37 @@ async def test_kms_items_over_nacos(
             await stream.aclose()
             assert change.content == secret
             assert change.raw_content == stored.content
+
+
+async def test_ram_role_sts_signing_over_nacos(
+    server: LocalACMServer, make_nacos: Callable[..., NacosClient]
+) -> None:
+    from aioacm.testing import FakeMetadataServer, Issued
+
+    async with FakeMetadataServer("app-role") as metadata:
+
+        def register(issued: Issued) -> None:
+            server.add_credentials(issued.access_key, issued.secret_key, issued.security_token)
+
+        metadata.on_issue.append(register)
+        client = make_nacos(
+            server.endpoint,
+            namespace="ns1",
+            ram_role_name="app-role",
+            ram_metadata_url=metadata.url,
+            pulling_timeout=2,
+        )
+        await client.publish("d", "G", "v")
+        assert await client.get("d", "G") == "v"
+        stream = client.watch("d", "G")
+        assert (await asyncio.wait_for(anext(stream), 5)).content == "v"
+        await stream.aclose()
+        (issued,) = metadata.issued
+        for record in server.requests:
+            assert record.status in (200, None)  # None: a poll still held
+            assert record.headers["Spas-AccessKey"] == issued.access_key
+            assert record.headers["Spas-SecurityToken"] == issued.security_token
+            assert issued.secret_key not in record.headers.get("Spas-Signature", "")
+        get = server.requests_for("get")[-1]
+        expected = sign(issued.secret_key, nacos_sign_string("ns1", "G", get.headers["Timestamp"]))
+        assert get.headers["Spas-Signature"] == expected
