@@ -23,6 +23,9 @@ __all__ = [
     "KeyMemo",
     "cache_key",
     "check_str",
+    "checked_data_id",
+    "checked_group",
+    "content_text",
     "parse_cache_key",
     "validate_namespace",
 ]
@@ -39,6 +42,40 @@ def check_str(value: object, what: str) -> str:
     if not isinstance(value, str):
         raise InvalidParameterError(f"{what} must be a str, not {type(value).__name__}")
     return value
+
+
+#: A dialect's rule for one key part: ``(value, what, limit) -> value``, or InvalidParameterError.
+PartCheck = Callable[[str, str, int], str]
+
+
+def checked_data_id(data_id: object, check: PartCheck, limit: int) -> str:
+    """A non-empty str data id that passes the dialect's ``check``."""
+    value = check_str(data_id, "data_id")
+    if not value:
+        raise InvalidParameterError("Invalid dataId: it must not be empty")
+    return check(value, "dataId", limit)
+
+
+def checked_group(group: object, check: PartCheck, limit: int) -> str:
+    """``DEFAULT_GROUP`` for None or blank, else the stripped group, passing ``check``."""
+    if group is None:
+        return DEFAULT_GROUP
+    value = check_str(group, "group").strip()
+    if not value:
+        return DEFAULT_GROUP
+    return check(value, "group", limit)
+
+
+def content_text(content: object) -> str:
+    """The content to publish as text: None is refused, bytes are taken as UTF-8."""
+    if content is None:
+        raise InvalidParameterError("Can not publish None content, use remove instead")
+    if isinstance(content, bytes):
+        try:
+            content = content.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidParameterError("content bytes must be UTF-8 text") from exc
+    return check_str(content, "content")
 
 
 def validate_namespace(namespace: object) -> str:

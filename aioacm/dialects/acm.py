@@ -21,7 +21,7 @@ from urllib.parse import quote_plus, unquote_plus, urlencode
 from .._version import __version__
 from ..auth import ClientCredentials, Credentials, sign
 from ..errors import ACMRequestException, InvalidParameterError
-from ..keys import DEFAULT_GROUP, Item, check_str
+from ..keys import Item, checked_data_id, checked_group, content_text
 from ..servers import parse_server_list
 from ..wire import Fetched, Request, Response, Send, ServerPlan, Signer
 from . import Dialect
@@ -100,20 +100,12 @@ def _check_key_part(value: str, what: str, limit: int) -> str:
 
 def validate_data_id(data_id: object) -> str:
     """Return ``data_id`` if ACM accepts it, else raise InvalidParameterError."""
-    value = check_str(data_id, "data_id")
-    if not value:
-        raise InvalidParameterError("Invalid dataId: it must not be empty")
-    return _check_key_part(value, "dataId", MAX_DATA_ID_BYTES)
+    return checked_data_id(data_id, _check_key_part, MAX_DATA_ID_BYTES)
 
 
 def normalize_group(group: object) -> str:
     """Return the group to use: ``DEFAULT_GROUP`` for None or blank, else the stripped group."""
-    if group is None:
-        return DEFAULT_GROUP
-    value = check_str(group, "group").strip()
-    if not value:
-        return DEFAULT_GROUP
-    return _check_key_part(value, "group", MAX_GROUP_BYTES)
+    return checked_group(group, _check_key_part, MAX_GROUP_BYTES)
 
 
 def encode_content(content: object) -> bytes:
@@ -121,14 +113,7 @@ def encode_content(content: object) -> bytes:
 
     ``bytes`` are taken as UTF-8 text, as the sync SDK does.
     """
-    if content is None:
-        raise InvalidParameterError("Can not publish None content, use remove instead")
-    if isinstance(content, bytes):
-        try:
-            content = content.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InvalidParameterError("content bytes must be UTF-8 text") from exc
-    text = check_str(content, "content")
+    text = content_text(content)
     try:
         data = text.encode(WIRE_ENCODING)
     except UnicodeEncodeError as exc:

@@ -19,7 +19,7 @@ from urllib.parse import quote, unquote_plus, urlencode
 from .._version import __version__
 from ..auth import ClientCredentials, Credentials, sign
 from ..errors import ACMRequestException, BadRequestError, InvalidParameterError
-from ..keys import DEFAULT_GROUP, Item, check_str
+from ..keys import Item, check_str, checked_data_id, checked_group, content_text
 from ..wire import Fetched, Request, Response, Send, Server, ServerPlan, Signer
 from . import Dialect
 
@@ -90,32 +90,17 @@ def _check_key_part(value: str, what: str, limit: int) -> str:
 
 def validate_data_id(data_id: object) -> str:
     """Return ``data_id`` if Nacos accepts it, else raise InvalidParameterError."""
-    value = check_str(data_id, "data_id")
-    if not value:
-        raise InvalidParameterError("Invalid dataId: it must not be empty")
-    return _check_key_part(value, "dataId", MAX_DATA_ID_LENGTH)
+    return checked_data_id(data_id, _check_key_part, MAX_DATA_ID_LENGTH)
 
 
 def normalize_group(group: object) -> str:
     """The group to use: ``DEFAULT_GROUP`` for None or blank, else the stripped group."""
-    if group is None:
-        return DEFAULT_GROUP
-    value = check_str(group, "group").strip()
-    if not value:
-        return DEFAULT_GROUP
-    return _check_key_part(value, "group", MAX_GROUP_LENGTH)
+    return checked_group(group, _check_key_part, MAX_GROUP_LENGTH)
 
 
 def check_content(content: object) -> str:
     """The text to publish; bytes are taken as UTF-8. Nacos refuses blank content."""
-    if content is None:
-        raise InvalidParameterError("Can not publish None content, use remove instead")
-    if isinstance(content, bytes):
-        try:
-            content = content.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InvalidParameterError("content bytes must be UTF-8 text") from exc
-    text = check_str(content, "content")
+    text = content_text(content)
     if not text.strip():
         raise InvalidParameterError("Nacos refuses blank content; use remove instead")
     if len(text) > MAX_CONTENT_CHARS:

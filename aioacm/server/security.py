@@ -94,24 +94,13 @@ class SignatureChecker:
         """
         if not self.enabled:
             return
-        access_key = headers.get("Spas-AccessKey")
-        if not access_key:
-            raise AccessDenied("no Spas-AccessKey header")
-        secret = self._credentials.get(access_key)
-        if secret is None:
-            raise AccessDenied("unknown access key")
-        self.check_security_token(access_key, headers.get("Spas-SecurityToken"))
+        secret = self._secret(headers)
         signature = headers.get("Spas-Signature")
         if signature is None:
             if require_signature:
                 raise AccessDenied("no Spas-Signature header")
             return
-        timestamp = headers.get("timeStamp", "")
-        if not timestamp.isdigit():
-            raise AccessDenied("no valid timeStamp header")
-        skew = abs(self._clock() * 1000 - int(timestamp)) / 1000
-        if skew > self.window:
-            raise AccessDenied(f"timeStamp is {skew:.0f} s away from the server clock")
+        timestamp = self._timestamp(headers, "timeStamp")
         for tenant, group in signed_parts:
             text = sign_string(tenant, group, timestamp) or timestamp
             if hmac.compare_digest(sign(secret, text), signature):
@@ -129,6 +118,14 @@ class SignatureChecker:
         """
         if not self.enabled:
             return
+        secret = self._secret(headers)
+        timestamp = self._timestamp(headers, "Timestamp")
+        expected = sign(secret, nacos_sign_string(tenant, group, timestamp))
+        if not hmac.compare_digest(expected, headers.get("Spas-Signature", "")):
+            raise AccessDenied("signature does not match")
+
+    def _secret(self, headers: CIMultiDictProxy[str]) -> str:
+        """The secret of the request's known access key, its STS token checked."""
         access_key = headers.get("Spas-AccessKey")
         if not access_key:
             raise AccessDenied("no Spas-AccessKey header")
@@ -136,15 +133,18 @@ class SignatureChecker:
         if secret is None:
             raise AccessDenied("unknown access key")
         self.check_security_token(access_key, headers.get("Spas-SecurityToken"))
-        timestamp = headers.get("Timestamp", "")
+        return secret
+
+    def _timestamp(self, headers: CIMultiDictProxy[str], name: str) -> str:
+        """The request's timestamp header ``name`` (ms), refused when missing or off the
+        server clock by more than the window."""
+        timestamp = headers.get(name, "")
         if not timestamp.isdigit():
-            raise AccessDenied("no valid Timestamp header")
+            raise AccessDenied(f"no valid {name} header")
         skew = abs(self._clock() * 1000 - int(timestamp)) / 1000
         if skew > self.window:
-            raise AccessDenied(f"Timestamp is {skew:.0f} s away from the server clock")
-        expected = sign(secret, nacos_sign_string(tenant, group, timestamp))
-        if not hmac.compare_digest(expected, headers.get("Spas-Signature", "")):
-            raise AccessDenied("signature does not match")
+            raise AccessDenied(f"{name} is {skew:.0f} s away from the server clock")
+        return timestamp
 
     def check_security_token(self, access_key: str, token: str | None) -> None:
         """Check ``Spas-SecurityToken``: an STS key needs its token; a permanent key none.
