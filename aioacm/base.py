@@ -27,7 +27,7 @@ from .listing import walk_pages
 from .lookup import LocalStores, Lookup
 from .options import Options
 from .stats import ClientStats
-from .transport import Transport
+from .transport import ClientTransport, Transport
 from .watch import WatchManager
 
 __all__ = ["ConfigClient", "WatchCallback"]
@@ -48,7 +48,7 @@ class _Rooms:
     def __init__(self, session: aiohttp.ClientSession, owned: bool, client: ConfigClient) -> None:
         self.session = session
         self.owned = owned
-        self.transport = Transport(session, client.options, client._dialect)
+        self.transport = client._transport(Transport(session, client.options, client._dialect))
         dialect = client._dialect
         self.lookup = Lookup(
             self.transport.send, dialect.query, dialect.read_query, client._stores, client.options
@@ -178,6 +178,11 @@ class ConfigClient:
 
     # -- lifecycle --------------------------------------------------------------------------
 
+    def _transport(self, http: Transport) -> ClientTransport:
+        """The transport of the client's protocol, given its HTTP transport (which it is,
+        unless the protocol is not HTTP)."""
+        return http
+
     def _open(self) -> _Rooms:
         if self._closed:
             raise ClientClosedError("the client is closed")
@@ -241,7 +246,7 @@ class ConfigClient:
                 await rooms.watches.close()
         finally:
             try:
-                await rooms.transport.servers.close()
+                await rooms.transport.close()
             finally:
                 self._dialect.attach(None)
                 self._credentials.bind(None)

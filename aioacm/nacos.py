@@ -19,13 +19,19 @@ from .dialects.nacos import (
     check_context_path,
     normalize_namespace,
 )
+from .dialects.nacos_grpc import NacosGrpcDialect
 from .errors import InvalidParameterError
 from .keys import validate_namespace
 from .nacos_auth import NacosLogin
 from .servers import parse_server_list
+from .transport import ClientTransport, Transport
 from .wire import Server
 
-__all__ = ["NacosClient"]
+__all__ = ["PROTOCOLS", "NacosClient"]
+
+#: ``NacosClient(protocol=...)``: ``auto`` speaks gRPC when a server answers it (Nacos 2.x and
+#: later, on HTTP port + 1000) and HTTP otherwise; ``grpc`` and ``http`` force one.
+PROTOCOLS = ("auto", "grpc", "http")
 
 
 def parse_server_addresses(addresses: object) -> tuple[tuple[Server, ...], bool]:
@@ -86,6 +92,10 @@ class NacosClient(ConfigClient):
         context_path: the servers' context path (``/nacos``).
         credentials: any ``CredentialsProvider`` (instead of ak/sk).
         session: an ``aiohttp.ClientSession`` to use; the client never closes one it was given.
+        protocol: ``"auto"`` (the default: gRPC when a server of the list answers on its gRPC
+            port, HTTP port + 1000, else HTTP; decided once, at the first request, and logged
+            at INFO), ``"grpc"`` (Nacos 2.x and later; the only way to watch on 3.2+) or
+            ``"http"`` (the v1 HTTP API: Nacos 1.x to 3.1).
         **options: any option of ``set_options``.
 
     Raises:
@@ -107,8 +117,13 @@ class NacosClient(ConfigClient):
         context_path: str = "/nacos",
         credentials: CredentialsProvider | None = None,
         session: aiohttp.ClientSession | None = None,
+        protocol: str = "auto",
         **options: Any,
     ) -> None:
+        if protocol not in PROTOCOLS:
+            raise InvalidParameterError(
+                f"protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}"
+            )
         if endpoint is not None:
             if server_addresses is not None:
                 raise InvalidParameterError("give server_addresses or endpoint, not both")
@@ -137,7 +152,7 @@ class NacosClient(ConfigClient):
             StaticCredentialsProvider(*pair) if pair else credentials,
             session,
             options,
-            lambda opts, creds: NacosHttpDialect(
+            lambda opts, creds: (NacosHttpDialect if protocol == "http" else NacosGrpcDialect)(
                 servers,
                 self._endpoint,
                 ctx,
@@ -149,6 +164,20 @@ class NacosClient(ConfigClient):
             role_allowed=credentials is None,
         )
         self._username = login_pair[0] if login_pair else None
+        self._protocol = protocol
+
+    @property
+    def protocol(self) -> str:
+        """The protocol asked for: ``"auto"``, ``"grpc"`` or ``"http"``."""
+        return self._protocol
+
+    def _transport(self, http: Transport) -> ClientTransport:
+        if self._protocol == "http":
+            return http
+        from .rpc.transport import RpcTransport  # imports grpcio: only for gRPC clients
+
+        assert isinstance(self._dialect, NacosGrpcDialect)
+        return RpcTransport(http, self._dialect, self.options, self._protocol)
 
     @property
     def server_addresses(self) -> str:
@@ -161,8 +190,8 @@ class NacosClient(ConfigClient):
         state = "closed" if self.closed else "open" if self.session is not None else "new"
         return (
             f"NacosClient(server_addresses={self.server_addresses!r},"
-            f" namespace={self.namespace!r}, username={self._username!r}, ak={self._ak!r},"
-            f" {state})"
+            f" namespace={self.namespace!r}, protocol={self._protocol!r},"
+            f" username={self._username!r}, ak={self._ak!r}, {state})"
         )
 
     async def publish(

@@ -86,6 +86,13 @@ class NacosLogin:
             await self._ensure()
         return self._headers
 
+    async def token(self) -> str:
+        """The access token (logging in first when needed), for a gRPC request's headers."""
+        if self._token is None or self._clock() >= self._renew_at:
+            await self._ensure()
+        assert self._token is not None
+        return self._token
+
     def refused(self) -> bool:
         """A request was refused with 403: drop the token so the retry logs in again, unless
         the last login is under ``RELOGIN_INTERVAL`` old (then the 403 stands)."""

@@ -41,7 +41,14 @@ from .options import Options
 from .servers import ServerList, format_server
 from .wire import Request, Response, Server, ServerPlan, Signer
 
-__all__ = ["MAX_CONCURRENT_REQUESTS", "FairLimiter", "Framing", "Response", "Transport"]
+__all__ = [
+    "MAX_CONCURRENT_REQUESTS",
+    "ClientTransport",
+    "FairLimiter",
+    "Framing",
+    "Response",
+    "Transport",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +171,27 @@ class Framing(Protocol):
     async def refused(self, request: Request) -> bool: ...
 
 
+class ClientTransport(Protocol):
+    """What a client sends through: ``Transport`` (HTTP), or a transport of another protocol
+    built around one (``aioacm.rpc.transport``)."""
+
+    servers: ServerList
+
+    @property
+    def attempts(self) -> int: ...
+
+    async def send(
+        self,
+        request: Request,
+        *,
+        timeout: float,
+        key: str | None = None,
+        limited: bool = True,
+    ) -> Response: ...
+
+    async def close(self) -> None: ...
+
+
 class Transport:
     """Sends requests for one client.
 
@@ -200,6 +228,10 @@ class Transport:
             context = ssl.create_default_context(cafile=cafile)
             self._ssl_contexts[cafile] = context
         return context
+
+    async def close(self) -> None:
+        """Stop the server list's refresh (the session is the client's to close)."""
+        await self.servers.close()
 
     async def fetch_text(self, url: str, timeout: float) -> str:
         """A plain GET (the address server): the body as text, or an ACMRequestException."""

@@ -31,6 +31,9 @@ class Request:
         answers: the statuses the caller interprets itself (others are failures the
             transport maps to errors or to the next server).
         signed: whether the dialect's signer signs it (a login does not).
+        op: what the request does, as ``(name, *arguments)`` of the dialect method that built
+            it (``("query", item)``): lets a transport that finds the server does not speak
+            this protocol have another dialect build the same request.
     """
 
     method: str
@@ -41,21 +44,29 @@ class Request:
     scope: tuple[str | None, str | None] = (None, None)
     answers: frozenset[int] = frozenset((200, 404))
     signed: bool = True
+    op: tuple[Any, ...] | None = None
 
 
 class Response:
     """A server's answer that the caller interprets (a status in ``Request.answers``). A
     slotted class, not a NamedTuple: one is made per request, and this is cheaper to make."""
 
-    __slots__ = ("body", "headers", "server", "status")
+    __slots__ = ("body", "data", "headers", "server", "status")
 
     def __init__(
-        self, status: int, body: bytes, headers: CIMultiDictProxy[str], server: str
+        self,
+        status: int,
+        body: bytes,
+        headers: CIMultiDictProxy[str],
+        server: str,
+        data: dict[str, Any] | None = None,
     ) -> None:
         self.status = status
         self.body = body
         self.headers = headers
         self.server = server
+        #: the decoded answer of a gRPC request (None over HTTP)
+        self.data = data
 
     def __repr__(self) -> str:  # never the body: it may be a secret config
         return f"Response(status={self.status}, server={self.server!r}, {len(self.body)} bytes)"

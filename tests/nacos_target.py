@@ -19,6 +19,12 @@ from aioacm.server import LocalACMServer
 REAL_SERVER = os.environ.get("AIOACM_NACOS_SERVER", "").strip()
 REAL_USERNAME = os.environ.get("AIOACM_NACOS_USERNAME") or None
 REAL_PASSWORD = os.environ.get("AIOACM_NACOS_PASSWORD") or None
+#: the protocols the suite runs with (both by default; ``AIOACM_NACOS_PROTOCOLS=grpc`` for one)
+PROTOCOLS = [
+    name.strip()
+    for name in os.environ.get("AIOACM_NACOS_PROTOCOLS", "http,grpc").split(",")
+    if name.strip()
+]
 
 real_only = pytest.mark.skipif(not REAL_SERVER, reason="AIOACM_NACOS_SERVER is not set")
 
@@ -28,6 +34,7 @@ class NacosTarget:
     """One server under test, and the clients made for it."""
 
     addresses: str
+    protocol: str
     username: str | None
     password: str | None
     tmp_path: Path
@@ -40,6 +47,7 @@ class NacosTarget:
         kwargs.setdefault("snapshot_base", str(self.tmp_path / "snapshot"))
         kwargs.setdefault("failover_base", str(self.tmp_path / "data"))
         kwargs.setdefault("pulling_timeout", 5)
+        kwargs.setdefault("protocol", self.protocol)
         if self.username is not None:
             kwargs.setdefault("username", self.username)
             kwargs.setdefault("password", self.password)
@@ -52,20 +60,25 @@ class NacosTarget:
 
 
 def target_params() -> list[Any]:
-    return ["bundled", pytest.param("real", marks=[pytest.mark.nacos_real, real_only])]
+    """``bundled-<protocol>`` and ``real-<protocol>`` for each protocol of the run."""
+    params: list[Any] = [f"bundled-{protocol}" for protocol in PROTOCOLS]
+    marks = [pytest.mark.nacos_real, real_only]
+    params += [pytest.param(f"real-{protocol}", marks=marks) for protocol in PROTOCOLS]
+    return params
 
 
 async def open_target(
     kind: str, tmp_path: Path, check_tasks: Callable[[], list[str]]
 ) -> AsyncIterator[NacosTarget]:
-    if kind == "bundled":
+    where, protocol = kind.split("-", 1)
+    if where == "bundled":
         async with LocalACMServer() as server:
-            target = NacosTarget(server.endpoint, None, None, tmp_path, bundled=server)
+            target = NacosTarget(server.endpoint, protocol, None, None, tmp_path, bundled=server)
             yield target
             await close_clients(target, check_tasks)
         return
     # a real server keeps what each run publishes, under the test's own prefix
-    target = NacosTarget(REAL_SERVER, REAL_USERNAME, REAL_PASSWORD, tmp_path)
+    target = NacosTarget(REAL_SERVER, protocol, REAL_USERNAME, REAL_PASSWORD, tmp_path)
     yield target
     await close_clients(target, check_tasks)
 

@@ -1,0 +1,486 @@
+"""One client's gRPC connection to a Nacos cluster: the channel, the stream, and keeping both up.
+
+The connection is owned by its transport and runs one supervisor task (``aioacm.grpc.connect``)
+that, for as long as the client is open:
+
+1. picks a server from the client's server list (or the one a ``ConnectResetRequest`` named)
+   and opens a channel to its gRPC port (HTTP port + 1000), a channel of its own (a local
+   subchannel pool, so two clients never share one TCP connection);
+2. asks ``ServerCheckRequest`` (unary), opens the bi-directional stream, sends
+   ``ConnectionSetupRequest`` and waits for the server's ``SetupAckRequest`` (Nacos 2.3+);
+3. reports the new connection to its listeners (the change feed re-sends every listen then,
+   with the md5s it holds), and serves it: a reader task answers what the server pushes
+   (``ConfigChangeNotifyRequest``, ``ClientDetectionRequest``, ``ConnectResetRequest``...), a
+   health task sends ``HealthCheckRequest`` after ``HEALTH_IDLE`` seconds without traffic;
+4. when the stream ends (an error, a clean end of stream, a reset request, a failed health
+   check, a unary call answered "unregistered"), closes the channel and starts again with the
+   next server, after a capped, jittered backoff when connecting keeps failing.
+
+A stream that goes quiet without ending is found by the health check: at most ``HEALTH_IDLE +
+HEALTH_TIMEOUT`` seconds (8 s) after the last message the server sent or answered.
+
+Unary requests (``request``) wait for a connection, and when the connection breaks under them
+they wait for the next one, within their timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from .._tasks import cancel_and_wait
+from .._version import __version__
+from ..errors import ServerUnavailableError
+from ..servers import format_server
+from ..watch import backoff_delay
+from ..wire import Server
+from .codec import (
+    STREAM_METHOD,
+    UNARY_METHOD,
+    CodecError,
+    Message,
+    decode,
+    encode,
+    encode_payload,
+)
+
+__all__ = ["GRPC_PORT_OFFSET", "HEALTH_IDLE", "HEALTH_TIMEOUT", "RpcConnection"]
+
+logger = logging.getLogger(__name__)
+
+#: Nacos's gRPC port is its HTTP port plus this.
+GRPC_PORT_OFFSET = 1000
+#: seconds without traffic before a health check (the Java client's figure)
+HEALTH_IDLE = 5.0
+#: seconds a health check or a server check may take
+HEALTH_TIMEOUT = 3.0
+#: seconds to wait for the server's SetupAckRequest (older servers send none)
+SETUP_ACK_TIMEOUT = 3.0
+#: the longest pause between two attempts to connect
+RECONNECT_CAP = 5.0
+#: errorCodes of Nacos: the connection is not registered (reconnect); the server is starting
+UNREGISTERED = 301
+SERVER_STARTING = 300
+
+_UNAVAILABLE_CODES = frozenset(
+    (
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.ABORTED,
+    )
+)
+
+#: what the server pushes and what the client answers
+_ANSWERS = {
+    "ConfigChangeNotifyRequest": "ConfigChangeNotifyResponse",
+    "ClientDetectionRequest": "ClientDetectionResponse",
+    "ConnectResetRequest": "ConnectResetResponse",
+    "SetupAckRequest": "SetupAckResponse",
+}
+
+Push = Callable[[Message], None]
+
+
+def grpc_target(server: Server) -> str:
+    """``host:port`` of a server's gRPC port."""
+    host, port = server
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{port + GRPC_PORT_OFFSET}"
+
+
+class _Lost(Exception):
+    """The connection in use is gone; why, for the log."""
+
+
+class RpcConnection:
+    """The gRPC connection of one client (see the module docstring).
+
+    Args:
+        servers: ``() -> list of servers`` (awaitable): the client's server list, loaded.
+        rotate: ``rotate(server)``: move the server list past a server that failed.
+        current: ``() -> server``: the server list's current server.
+        namespace: the namespace given in the connection setup.
+        app_name: the ``AppName`` label (may be empty).
+        tls: ``() -> (tls_enabled, ca_file)``: the options of the moment.
+        on_push: called with every ``ConfigChangeNotifyRequest`` (after it was acknowledged).
+    """
+
+    def __init__(
+        self,
+        servers: Callable[[], Awaitable[list[Server]]],
+        rotate: Callable[[Server], None],
+        current: Callable[[], Server],
+        namespace: str,
+        app_name: Callable[[], str],
+        tls: Callable[[], tuple[bool, str | None]],
+        on_push: Push | None = None,
+    ) -> None:
+        self._servers = servers
+        self._rotate = rotate
+        self._current = current
+        self._namespace = namespace
+        self._app_name = app_name
+        self._tls = tls
+        self.on_push = on_push
+        self._on_connect: list[Callable[[int], None]] = []
+        self._ids = itertools.count(1)
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._attempted = asyncio.Event()  # set after every attempt to connect
+        self._failed_attempts = 0
+        self._lost = asyncio.Event()
+        self._channel: grpc.aio.Channel | None = None
+        self._unary: Any = None
+        self._preferred: Server | None = None
+        self._closed = False
+        self._last_active = 0.0
+        self._last_error: str | None = None
+        #: the number of connections made so far (0 until the first)
+        self.generation = 0
+        #: ``host:port`` (the HTTP port) of the server connected to, None when not connected
+        self.server: str | None = None
+        #: connection id the server gave the current connection
+        self.connection_id: str | None = None
+        #: unary requests sent (every attempt)
+        self.attempts = 0
+
+    # -- life ------------------------------------------------------------------------------
+
+    def on_connect(self, callback: Callable[[int], None]) -> None:
+        """Call ``callback(generation)`` on every new connection (from the supervisor task:
+        it must not block)."""
+        self._on_connect.append(callback)
+
+    def start(self) -> None:
+        """Start connecting (idempotent; a no-op once closed)."""
+        if self._task is None and not self._closed:
+            self._task = asyncio.get_running_loop().create_task(
+                self._supervise(), name="aioacm.grpc.connect"
+            )
+
+    @property
+    def connected(self) -> bool:
+        """Whether a stream is up now."""
+        return self._ready.is_set()
+
+    async def wait_attempted(self, attempts: int = 1) -> bool:
+        """Wait until a connection is made or ``attempts`` attempts failed; whether one was."""
+        self.start()
+        while self.generation == 0 and self._failed_attempts < attempts and not self._closed:
+            self._attempted.clear()
+            await self._attempted.wait()
+        return self.generation > 0
+
+    async def close(self) -> None:
+        """Cancel and await the supervisor; the channel is closed with it. Idempotent."""
+        self._closed = True
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
+        self._ready.clear()
+
+    # -- requests --------------------------------------------------------------------------
+
+    async def request(
+        self, type_name: str, body: bytes, headers: Mapping[str, str], timeout: float
+    ) -> Message:
+        """Send one unary request and decode its answer (whatever its resultCode).
+
+        Waits for a connection, and for the next one when this one breaks under it, all
+        within ``timeout``.
+
+        Raises:
+            ServerUnavailableError: no connection, or no answer, within ``timeout``.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        self.start()
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0 or not await self._wait_ready(remaining):
+                raise self._unavailable(type_name, timeout)
+            generation, unary = self.generation, self._unary
+            payload = encode_request(type_name, body, headers, str(next(self._ids)))
+            self.attempts += 1
+            try:
+                data = await unary(payload, timeout=max(0.001, deadline - loop.time()))
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise ServerUnavailableError(
+                        f"{type_name} on {self.server or 'Nacos'} got no answer in {timeout:g} s",
+                        server=self.server,
+                    ) from exc
+                if exc.code() not in _UNAVAILABLE_CODES:
+                    raise ServerUnavailableError(
+                        f"{type_name} on {self.server or 'Nacos'} failed: {exc.details()}",
+                        server=self.server,
+                    ) from exc
+                self._broken(generation, f"{type_name} failed: {exc.code().name}")
+                continue
+            try:
+                message = decode(data)
+            except CodecError as exc:
+                raise ServerUnavailableError(
+                    f"{type_name} on {self.server}: unreadable answer ({exc})", server=self.server
+                ) from exc
+            self._last_active = loop.time()
+            if message.body.get("errorCode") == UNREGISTERED:
+                self._broken(generation, "the server no longer knows this connection")
+                continue
+            return message
+
+    async def _wait_ready(self, timeout: float) -> bool:
+        if self._ready.is_set():
+            return True
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    def _unavailable(self, type_name: str, timeout: float) -> ServerUnavailableError:
+        reason = f": {self._last_error}" if self._last_error else ""
+        return ServerUnavailableError(
+            f"{type_name}: no gRPC connection to Nacos within {timeout:g} s{reason}"
+        )
+
+    def _broken(self, generation: int, reason: str) -> None:
+        """The connection of ``generation`` failed a request: have the supervisor replace it."""
+        if generation == self.generation and self._ready.is_set():
+            logger.info("gRPC connection to %s lost: %s", self.server, reason)
+            self._ready.clear()
+            self._lost.set()
+
+    # -- the supervisor --------------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        failures = 0
+        while True:
+            try:
+                server = await self._pick()
+                call = await self._connect(server)
+            except asyncio.CancelledError:
+                await self._drop_channel()
+                raise
+            except Exception as exc:
+                self._last_error = str(exc) or type(exc).__name__
+                logger.warning("cannot connect over gRPC: %s", self._last_error)
+                await self._drop_channel()
+                self._failed_attempts += 1
+                self._attempted.set()
+                failures += 1
+                await asyncio.sleep(backoff_delay(failures, cap=RECONNECT_CAP))
+                continue
+            failures = 0
+            self._attempted.set()
+            reason = await self._serve(call)
+            logger.info("gRPC stream to %s ended: %s; reconnecting", self.server, reason)
+            await self._drop_channel()
+            await asyncio.sleep(backoff_delay(0, cap=RECONNECT_CAP))
+
+    async def _pick(self) -> Server:
+        servers = await self._servers()
+        preferred, self._preferred = self._preferred, None
+        if preferred is not None:
+            return preferred
+        if len(servers) > 1 and (self.generation > 0 or self._last_error is not None):
+            self._rotate(self._current())  # the one just used failed or ended: the next one
+        return self._current()
+
+    async def _connect(self, server: Server) -> grpc.aio.StreamStreamCall[Any, Any]:
+        name = format_server(server)
+        target = grpc_target(server)
+        options = [("grpc.use_local_subchannel_pool", 1), ("grpc.max_receive_message_length", -1)]
+        tls, cafile = self._tls()
+        if tls:
+            credentials = await asyncio.to_thread(_credentials, cafile)
+            channel = grpc.aio.secure_channel(target, credentials, options=options)
+        else:
+            channel = grpc.aio.insecure_channel(target, options=options)
+        self._channel = channel
+        unary: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(UNARY_METHOD)
+        check_request = encode_request("ServerCheckRequest", b"{}", {}, "0")
+        try:
+            data = await unary(check_request, timeout=HEALTH_TIMEOUT)
+        except grpc.aio.AioRpcError as exc:
+            raise ConnectionError(
+                f"cannot reach {target}: {exc.details() or exc.code().name}"
+            ) from None
+        check = decode(data)
+        if check.body.get("resultCode") != 200:
+            code = check.body.get("errorCode")
+            why = "the server is starting" if code == SERVER_STARTING else f"error {code}"
+            raise ConnectionError(f"{target} refused the connection: {why}")
+        stream: grpc.aio.StreamStreamMultiCallable[bytes, bytes] = channel.stream_stream(
+            STREAM_METHOD
+        )
+        call = stream()
+        labels = {"source": "sdk", "module": "config", "taskId": "0"}
+        app = self._app_name()
+        if app:
+            labels["AppName"] = app
+        setup = {
+            "clientVersion": f"aioacm/{__version__}",
+            "tenant": self._namespace,
+            "labels": labels,
+            "abilityTable": {},
+        }
+        await call.write(encode("ConnectionSetupRequest", {"headers": {}, **setup}))
+        acked = await self._await_setup_ack(call)
+        if not acked:
+            logger.debug("%s sent no SetupAckRequest: going on without it", target)
+        self._unary = unary
+        self.connection_id = check.body.get("connectionId")
+        self.server = name
+        self.generation += 1
+        self._last_error = None
+        self._last_active = asyncio.get_running_loop().time()
+        self._lost.clear()
+        self._ready.set()
+        logger.info("gRPC connection to %s (%s) ready", name, target)
+        for callback in list(self._on_connect):
+            callback(self.generation)
+        return call
+
+    async def _await_setup_ack(self, call: grpc.aio.StreamStreamCall[Any, Any]) -> bool:
+        """Read the stream until the server's SetupAckRequest (answered); False if none came."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SETUP_ACK_TIMEOUT
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            try:
+                data = await asyncio.wait_for(call.read(), remaining)
+            except asyncio.TimeoutError:
+                return False
+            except grpc.aio.AioRpcError as exc:
+                raise ConnectionError(f"the stream ended during setup: {exc.code().name}") from None
+            if not isinstance(data, bytes):  # grpc.aio.EOF
+                raise ConnectionError("the stream ended during setup")
+            message = decode(data)
+            await self._answer(call, message)
+            if message.type == "SetupAckRequest":
+                return True
+
+    async def _serve(self, call: grpc.aio.StreamStreamCall[Any, Any]) -> str:
+        """Run the reader and the health check until the connection is lost; why it was."""
+        loop = asyncio.get_running_loop()
+        reader = loop.create_task(self._read(call), name="aioacm.grpc.read")
+        health = loop.create_task(self._health(), name="aioacm.grpc.health")
+        lost = loop.create_task(self._lost.wait(), name="aioacm.grpc.lost")
+        tasks = (reader, health, lost)
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._ready.clear()
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
+        for task in (reader, health):
+            if task.done() and not task.cancelled():
+                exc = task.exception()
+                if exc is not None:
+                    return str(exc) or type(exc).__name__
+        return "a request found the connection gone"
+
+    async def _read(self, call: grpc.aio.StreamStreamCall[Any, Any]) -> None:
+        while True:
+            try:
+                data = await call.read()
+            except grpc.aio.AioRpcError as exc:
+                raise _Lost(f"stream error {exc.code().name}") from None
+            if not isinstance(data, bytes):  # grpc.aio.EOF
+                raise _Lost("the server ended the stream")
+            self._last_active = asyncio.get_running_loop().time()
+            try:
+                message = decode(data)
+            except CodecError as exc:
+                logger.warning("unreadable push from %s: %s", self.server, exc)
+                continue
+            await self._answer(call, message)
+            if message.type == "ConnectResetRequest":
+                self._preferred = _reset_target(message.body)
+                where = format_server(self._preferred) if self._preferred else "another server"
+                raise _Lost(f"the server asked to move to {where}")
+            if message.type == "ConfigChangeNotifyRequest" and self.on_push is not None:
+                self.on_push(message)
+
+    async def _answer(self, call: grpc.aio.StreamStreamCall[Any, Any], message: Message) -> None:
+        """Answer a request the server pushed (every push carries a requestId to echo)."""
+        if not message.type.endswith("Request"):
+            return  # a response to nothing we sent on the stream
+        answer = _ANSWERS.get(message.type)
+        body: dict[str, Any] = {"requestId": message.body.get("requestId"), "resultCode": 200}
+        if answer is None:
+            answer = "ErrorResponse"
+            body.update(resultCode=500, errorCode=501, message=f"no handler for {message.type}")
+        try:
+            await call.write(encode(answer, body))
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
+            raise _Lost(f"cannot answer {message.type}") from exc
+
+    async def _health(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            idle_until = self._last_active + HEALTH_IDLE
+            if loop.time() < idle_until:
+                await asyncio.sleep(idle_until - loop.time())
+                continue
+            try:
+                data = await self._unary(
+                    encode_request("HealthCheckRequest", b"{}", {}, str(next(self._ids))),
+                    timeout=HEALTH_TIMEOUT,
+                )
+            except grpc.aio.AioRpcError as exc:
+                raise _Lost(f"health check failed: {exc.code().name}") from None
+            body = decode(data).body
+            if body.get("resultCode") != 200:
+                raise _Lost(f"health check answered error {body.get('errorCode')}")
+            self._last_active = loop.time()
+
+    async def _drop_channel(self) -> None:
+        channel, self._channel = self._channel, None
+        self._unary = None
+        self.server = self.connection_id = None
+        if channel is not None:
+            await channel.close()
+
+
+def encode_request(
+    type_name: str, body: bytes, headers: Mapping[str, str], request_id: str
+) -> bytes:
+    """A request Payload: ``body`` is a JSON object (bytes) to which the requestId is added."""
+    inner = body.strip()
+    extra = f'"requestId":"{request_id}","headers":{{}}'.encode()
+    empty = inner in (b"", b"{}")
+    document = b"{" + extra + (b"}" if empty else b"," + inner[1:])
+    return encode_payload(type_name, document, headers)
+
+
+def _reset_target(body: Mapping[str, Any]) -> Server | None:
+    host, port = body.get("serverIp"), body.get("serverPort")
+    if not isinstance(host, str) or not host:
+        return None
+    try:
+        number = int(port) if port not in (None, "") else 0
+    except (TypeError, ValueError):
+        return None
+    return (host, number) if 0 < number < 65536 else None
+
+
+def _credentials(cafile: str | None) -> grpc.ChannelCredentials:
+    """grpc's TLS credentials: the CA file's certificates, or the system's (blocking: run in a
+    thread)."""
+    if cafile:
+        with open(cafile, "rb") as handle:
+            return grpc.ssl_channel_credentials(root_certificates=handle.read())
+    return grpc.ssl_channel_credentials()
