@@ -164,7 +164,7 @@ class ConfigClient:
         rooms = self._rooms
         watches = rooms.watches if rooms is not None else None
         return ClientStats(
-            protocol=self._dialect.name,
+            protocol=rooms.transport.protocol if rooms is not None else self._dialect.name,
             open=rooms is not None,
             server=rooms.transport.servers.current_name if rooms is not None else None,
             watched_keys=watches.keys if watches is not None else 0,
@@ -174,6 +174,8 @@ class ConfigClient:
             failover_reads=rooms.lookup.failover_hits if rooms is not None else 0,
             snapshot_fallbacks=rooms.lookup.snapshot_fallbacks if rooms is not None else 0,
             remembered_keys=len(self._memo),
+            connections=rooms.transport.connections if rooms is not None else 0,
+            connected=rooms.transport.connected if rooms is not None else False,
         )
 
     # -- lifecycle --------------------------------------------------------------------------

@@ -22,6 +22,9 @@ class ClientStats:
         failover_reads: values served from failover files (gets and deliveries).
         snapshot_fallbacks: gets served from a snapshot because every server failed.
         remembered_keys: checked keys remembered for gets (bounded).
+        connections: gRPC connections made so far (the first, then one per reconnect; 0
+            over HTTP).
+        connected: whether a gRPC stream is up now (False over HTTP).
     """
 
     protocol: str
@@ -34,3 +37,5 @@ class ClientStats:
     failover_reads: int
     snapshot_fallbacks: int
     remembered_keys: int
+    connections: int = 0
+    connected: bool = False

@@ -180,6 +180,15 @@ class ClientTransport(Protocol):
     @property
     def attempts(self) -> int: ...
 
+    @property
+    def protocol(self) -> str: ...
+
+    @property
+    def connections(self) -> int: ...
+
+    @property
+    def connected(self) -> bool: ...
+
     async def send(
         self,
         request: Request,
@@ -211,6 +220,7 @@ class Transport:
         self.options = options
         self.servers = ServerList(framing.server_plan, options, self.fetch_text)
         self._framing = framing
+        self._framing_name = str(getattr(framing, "name", "http"))
         self._ssl_contexts: dict[str | None, ssl.SSLContext] = {}
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
         self._limiter = FairLimiter(MAX_CONCURRENT_REQUESTS)
@@ -228,6 +238,21 @@ class Transport:
             context = ssl.create_default_context(cafile=cafile)
             self._ssl_contexts[cafile] = context
         return context
+
+    @property
+    def protocol(self) -> str:
+        """The protocol spoken: the dialect's name."""
+        return self._framing_name
+
+    @property
+    def connections(self) -> int:
+        """Connections held open on purpose: none over HTTP (the session pools its own)."""
+        return 0
+
+    @property
+    def connected(self) -> bool:
+        """Whether a stream is up: never over HTTP."""
+        return False
 
     async def close(self) -> None:
         """Stop the server list's refresh (the session is the client's to close)."""

@@ -58,9 +58,11 @@ async def main(args: argparse.Namespace) -> int:
         if event["content"] is not None:
             seen[event["data_id"]].append(event["content"])
 
+    protocol = args.protocol
+    watch_options = {"protocol": protocol, "pulling_timeout": 10, **options("watcher")}
     async with (
-        NacosClient(addresses, **options("writer")) as writer,
-        NacosClient(addresses, pulling_timeout=10, **options("watcher")) as watcher,
+        NacosClient(addresses, protocol=protocol, **options("writer")) as writer,
+        NacosClient(addresses, **watch_options) as watcher,
     ):
         for chunk in range(0, len(keys), 10):  # a cluster writes through raft: not too many at once
             await asyncio.gather(*(writer.publish(k, None, "0") for k in keys[chunk : chunk + 10]))
@@ -77,6 +79,25 @@ async def main(args: argparse.Namespace) -> int:
 
         commands = sorted((float(t), cmd) for t, cmd in args.at)
         begin = time.monotonic()
+
+        async def follow_connection() -> None:
+            """Log every change of the watcher's gRPC connection (lost, back on which server)."""
+            was = watcher.stats()
+            lost_at = None
+            while True:
+                await asyncio.sleep(0.05)
+                now = watcher.stats()
+                t = round(time.monotonic() - begin, 2)
+                if was.connected and not now.connected:
+                    lost_at = time.monotonic()
+                    events.append({"t": t, "event": "stream lost"})
+                if now.connections != was.connections and now.connected:
+                    gap = round(time.monotonic() - lost_at, 2) if lost_at else None
+                    events.append({"t": t, "event": f"connected to {now.server}", "after_s": gap})
+                    lost_at = None
+                was = now
+
+        follower = asyncio.get_running_loop().create_task(follow_connection())
         counter = 0
         failed_publishes = 0
         while (elapsed := time.monotonic() - begin) < args.seconds:
@@ -101,6 +122,9 @@ async def main(args: argparse.Namespace) -> int:
                 break
             await asyncio.sleep(0.2)
         await asyncio.sleep(2)  # anything doubled shows up now
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
+        stats = watcher.stats()
 
     lost = doubled = out_of_order = superseded = 0
     for key in keys:
@@ -119,6 +143,8 @@ async def main(args: argparse.Namespace) -> int:
         if [v for v in got if v in want] != [v for v in want if v in got]:
             out_of_order += 1
     result = {
+        "protocol": stats.protocol,
+        "connections": stats.connections,
         "keys": args.keys,
         "changes": counter - failed_publishes,
         "failed_publishes": failed_publishes,
@@ -139,6 +165,7 @@ if __name__ == "__main__":
     parser.add_argument("--keys", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--rate", type=float, default=20, help="changes a second")
+    parser.add_argument("--protocol", choices=("auto", "grpc", "http"), default="auto")
     parser.add_argument("--settle", type=float, default=60, help="seconds to wait at the end")
     parser.add_argument(
         "--at", nargs=2, action="append", default=[], metavar=("SECONDS", "COMMAND")

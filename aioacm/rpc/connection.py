@@ -36,7 +36,7 @@ import grpc.aio
 
 from .._tasks import cancel_and_wait
 from .._version import __version__
-from ..errors import ServerUnavailableError
+from ..errors import ClientClosedError, ServerUnavailableError
 from ..servers import format_server
 from ..watch import backoff_delay
 from ..wire import Server
@@ -64,6 +64,8 @@ HEALTH_TIMEOUT = 3.0
 SETUP_ACK_TIMEOUT = 3.0
 #: the longest pause between two attempts to connect
 RECONNECT_CAP = 5.0
+#: seconds between two warnings while connecting keeps failing
+WARN_EVERY = 60.0
 #: errorCodes of Nacos: the connection is not registered (reconnect); the server is starting
 UNREGISTERED = 301
 SERVER_STARTING = 300
@@ -138,12 +140,14 @@ class RpcConnection:
         self._attempted = asyncio.Event()  # set after every attempt to connect
         self._failed_attempts = 0
         self._lost = asyncio.Event()
+        self._closing = asyncio.Event()
         self._channel: grpc.aio.Channel | None = None
         self._unary: Any = None
         self._preferred: Server | None = None
         self._closed = False
         self._last_active = 0.0
         self._last_error: str | None = None
+        self._warned_at = 0.0
         #: the number of connections made so far (0 until the first)
         self.generation = 0
         #: ``host:port`` (the HTTP port) of the server connected to, None when not connected
@@ -183,6 +187,7 @@ class RpcConnection:
     async def close(self) -> None:
         """Cancel and await the supervisor; the channel is closed with it. Idempotent."""
         self._closed = True
+        self._closing.set()
         task, self._task = self._task, None
         await cancel_and_wait(task)
         self._ready.clear()
@@ -207,11 +212,21 @@ class RpcConnection:
             remaining = deadline - loop.time()
             if remaining <= 0 or not await self._wait_ready(remaining):
                 raise self._unavailable(type_name, timeout)
-            generation, unary = self.generation, self._unary
+            generation, unary, channel = self.generation, self._unary, self._channel
             payload = encode_request(type_name, body, headers, str(next(self._ids)))
             self.attempts += 1
             try:
                 data = await unary(payload, timeout=max(0.001, deadline - loop.time()))
+            except asyncio.CancelledError:
+                # grpc cancels the calls of a channel it closes: that is the connection being
+                # replaced (or the client closing), not our caller being cancelled
+                task = asyncio.current_task()
+                cancelling = getattr(task, "cancelling", None)  # Python 3.11+
+                if self._channel is channel or (cancelling is not None and cancelling()):
+                    raise
+                if self._closed:
+                    raise ClientClosedError("the client was closed") from None
+                continue
             except grpc.aio.AioRpcError as exc:
                 if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                     raise ServerUnavailableError(
@@ -240,11 +255,19 @@ class RpcConnection:
     async def _wait_ready(self, timeout: float) -> bool:
         if self._ready.is_set():
             return True
+        if self._closed:
+            raise ClientClosedError("the client was closed")
+        waiters = [asyncio.ensure_future(e.wait()) for e in (self._ready, self._closing)]
         try:
-            await asyncio.wait_for(self._ready.wait(), timeout)
-        except asyncio.TimeoutError:
-            return False
-        return True
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        if self._ready.is_set():
+            return True
+        if self._closed:
+            raise ClientClosedError("the client was closed")
+        return False
 
     def _unavailable(self, type_name: str, timeout: float) -> ServerUnavailableError:
         reason = f": {self._last_error}" if self._last_error else ""
@@ -272,7 +295,13 @@ class RpcConnection:
                 raise
             except Exception as exc:
                 self._last_error = str(exc) or type(exc).__name__
-                logger.warning("cannot connect over gRPC: %s", self._last_error)
+                # the first failure in a row is a warning, then one a minute (not a storm)
+                now = asyncio.get_running_loop().time()
+                if failures == 0 or now - self._warned_at >= WARN_EVERY:
+                    self._warned_at = now
+                    logger.warning("cannot connect over gRPC: %s", self._last_error)
+                else:
+                    logger.debug("cannot connect over gRPC: %s", self._last_error)
                 await self._drop_channel()
                 self._failed_attempts += 1
                 self._attempted.set()
@@ -311,9 +340,7 @@ class RpcConnection:
         try:
             data = await unary(check_request, timeout=HEALTH_TIMEOUT)
         except grpc.aio.AioRpcError as exc:
-            raise ConnectionError(
-                f"cannot reach {target}: {exc.details() or exc.code().name}"
-            ) from None
+            raise ConnectionError(f"cannot reach {target}: {_why(exc)}") from None
         check = decode(data)
         if check.body.get("resultCode") != 200:
             code = check.body.get("errorCode")
@@ -464,6 +491,19 @@ def encode_request(
     empty = inner in (b"", b"{}")
     document = b"{" + extra + (b"}" if empty else b"," + inner[1:])
     return encode_payload(type_name, document, headers)
+
+
+def _why(exc: grpc.aio.AioRpcError) -> str:
+    """A gRPC failure in a few words (grpc's details repeat the address and the status)."""
+    details = exc.details() or ""
+    lowered = details.lower()
+    if "connection refused" in lowered:
+        return "connection refused"
+    if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return f"no answer within {HEALTH_TIMEOUT:g} s"
+    if "name resolution" in lowered or "dns" in lowered:
+        return "unknown host"
+    return details.rsplit(": ", 1)[-1] if details else exc.code().name.lower()
 
 
 def _reset_target(body: Mapping[str, Any]) -> Server | None:

@@ -57,7 +57,7 @@ class RpcTransport:
         self.servers = http.servers
         self._dialect = dialect
         self._options = options
-        self.protocol = protocol
+        self._asked = protocol
         self._mode: str | None = "grpc" if protocol == "grpc" else None
         self._deciding = asyncio.Lock()
         self.connection = RpcConnection(
@@ -74,6 +74,22 @@ class RpcTransport:
     def attempts(self) -> int:
         """Requests sent to a server (every attempt), over both protocols."""
         return self.http.attempts + self.connection.attempts
+
+    @property
+    def protocol(self) -> str:
+        """``nacos-grpc``, ``nacos-http`` once ``auto`` chose HTTP, ``nacos-auto`` before."""
+        mode = self._mode or "auto"
+        return f"nacos-{mode}"
+
+    @property
+    def connections(self) -> int:
+        """gRPC connections made so far."""
+        return self.connection.generation
+
+    @property
+    def connected(self) -> bool:
+        """Whether the gRPC stream is up now."""
+        return self.connection.connected
 
     async def _server_list(self) -> list[Server]:
         return self.servers.loaded or await self.servers.ensure()
