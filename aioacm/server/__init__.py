@@ -1,4 +1,5 @@
-"""A bundled ACM-compatible server (aiohttp.web) for tests, demos and local development.
+"""A bundled ACM- and Nacos-compatible server (aiohttp.web, and grpc.aio for Nacos's gRPC API
+on the HTTP port + 1000) for tests, demos and local development.
 
 Run it in-process with :class:`LocalACMServer`, or standalone with
 ``python -m aioacm.server --port 8080`` (also installed as ``aioacm-server``).

@@ -1,6 +1,7 @@
 """Run the bundled ACM server standalone: ``python -m aioacm.server`` (or ``aioacm-server``).
 
-It serves until SIGINT or SIGTERM, then stops cleanly and exits with status 0.
+It serves ACM and Nacos over HTTP on ``--port`` and Nacos's gRPC API on that port + 1000
+(unless ``--no-grpc``), until SIGINT or SIGTERM, then stops cleanly and exits with status 0.
 """
 
 from __future__ import annotations
@@ -35,12 +36,18 @@ def _user(text: str) -> tuple[str, str]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aioacm-server",
-        description="A config server speaking ACM and Nacos (HTTP) for tests and local"
-        " development.",
+        description="A config server speaking ACM and Nacos (HTTP, and gRPC on the HTTP port"
+        " + 1000) for tests and local development.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument(
         "--port", type=int, default=8080, help="port to listen on; 0 picks a free one"
+    )
+    parser.add_argument(
+        "--no-grpc",
+        dest="grpc",
+        action="store_false",
+        help="do not serve Nacos's gRPC API (on the HTTP port + 1000)",
     )
     parser.add_argument(
         "--data", metavar="FILE", help="JSON file to load items from and save them to"
@@ -95,6 +102,7 @@ async def _serve(args: argparse.Namespace) -> int:
         signature_window=args.signature_window,
         users=dict(args.users) or None,
         token_ttl=args.token_ttl,
+        grpc=args.grpc,
         # Running for days: keep the request log from growing without bound.
         request_log_limit=1000,
     )
@@ -108,7 +116,10 @@ async def _serve(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):  # Windows: Ctrl-C raises instead
             loop.add_signal_handler(signum, stop.set)
+    # the first line ends with the HTTP endpoint (scripts read it); the gRPC port follows
     print(f"aioacm-server listening on {server.endpoint}", flush=True)
+    if server.grpc_port is not None:
+        print(f"aioacm-server: Nacos gRPC on port {server.grpc_port}", flush=True)
     try:
         await stop.wait()
     finally:

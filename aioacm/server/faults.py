@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 
 from .ops import OPS
 
-__all__ = ["Fault", "FaultInjector"]
+__all__ = ["GRPC_OP_PREFIX", "Fault", "FaultInjector"]
+
+#: Nacos gRPC calls are named this prefix and their request type (``grpc:ConfigQueryRequest``).
+GRPC_OP_PREFIX = "grpc:"
+
+
+def _is_grpc_op(op: str) -> bool:
+    return op.startswith(GRPC_OP_PREFIX) and op[len(GRPC_OP_PREFIX) :].isidentifier()
 
 
 @dataclass(eq=False)
@@ -21,7 +28,8 @@ class Fault:
     """One injected failure.
 
     Attributes:
-        ops: the operations it applies to (names from ``OPS``), or ``None`` for every request.
+        ops: the operations it applies to (names from ``OPS``, or ``grpc:`` and a Nacos gRPC
+            request type), or ``None`` for every request (gRPC calls included).
         status: answer this status (with ``body``) instead of the real answer.
         delay: sleep this many seconds before answering (the real answer, ``status``, or the
             drop). ``stop()`` cuts the sleep short.
@@ -45,9 +53,12 @@ class Fault:
 
     def __post_init__(self) -> None:
         if self.ops is not None:
-            unknown = sorted(self.ops - set(OPS))
+            unknown = sorted(op for op in self.ops - set(OPS) if not _is_grpc_op(op))
             if unknown:
-                raise ValueError(f"unknown op(s) {unknown}; expected some of {list(OPS)}")
+                raise ValueError(
+                    f"unknown op(s) {unknown}; expected some of {list(OPS)}"
+                    f" or {GRPC_OP_PREFIX!r} and a Nacos gRPC request type"
+                )
         if self.status is not None and not 100 <= self.status <= 599:
             raise ValueError(f"status must be an HTTP status, not {self.status}")
         if self.delay < 0:

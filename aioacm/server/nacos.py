@@ -39,7 +39,14 @@ from ..keys import validate_namespace
 from .security import AccessDenied, SignatureChecker
 from .store import ConfigItem, ConfigKey, ConfigStore
 
-__all__ = ["DEFAULT_TOKEN_TTL", "NacosAPI", "NacosUsers"]
+__all__ = [
+    "DEFAULT_TOKEN_TTL",
+    "NacosAPI",
+    "NacosReject",
+    "NacosUsers",
+    "nacos_key",
+    "nacos_tenant",
+]
 
 DEFAULT_TOKEN_TTL = 18000.0
 #: The shortest hold of a listener, whatever the client asks (as Nacos does).
@@ -169,18 +176,28 @@ def _fields(request: web.Request, body: bytes) -> dict[str, str]:
     return fields
 
 
-def _tenant(raw: str | None) -> str:
+def nacos_tenant(raw: str | None) -> str:
+    """The store's namespace id for a Nacos ``tenant`` (``public`` and blank are ``""``).
+
+    Raises:
+        NacosReject: 400, a namespace id Nacos refuses.
+    """
     try:
         return normalize_namespace(validate_namespace(raw or None))
     except InvalidParameterError as exc:
         raise NacosReject(400, str(exc)) from None
 
 
-def _key(data_id: str | None, group: str | None, tenant: str | None) -> ConfigKey:
+def nacos_key(data_id: str | None, group: str | None, tenant: str | None) -> ConfigKey:
+    """The store's key for a Nacos request's ``dataId``, ``group`` and ``tenant``.
+
+    Raises:
+        NacosReject: 400, a missing or bad dataId or group, or a bad namespace id.
+    """
     if not data_id or not (group or "").strip():
         raise NacosReject(400, "dataId and group are required")
     try:
-        return ConfigKey(_tenant(tenant), normalize_group(group), validate_data_id(data_id))
+        return ConfigKey(nacos_tenant(tenant), normalize_group(group), validate_data_id(data_id))
     except InvalidParameterError as exc:
         raise NacosReject(400, str(exc)) from None
 
@@ -245,7 +262,7 @@ class NacosAPI:
         v3 = request.path.startswith("/nacos/v3/")
         group = fields.get("groupName" if v3 else "group")
         tenant = fields.get("namespaceId" if v3 else "tenant")
-        key = _key(fields.get("dataId"), group, tenant)
+        key = nacos_key(fields.get("dataId"), group, tenant)
         self._check_keys(request, key.tenant, key.group)
         if op == "get":
             return self._get_v3(key) if v3 else self._get(key)
@@ -321,7 +338,7 @@ class NacosAPI:
         return _text("true")
 
     def _list(self, fields: Mapping[str, str]) -> web.Response:
-        tenant = _tenant(fields.get("tenant"))
+        tenant = nacos_tenant(fields.get("tenant"))
         search = fields.get("search", "accurate")
         data_id, group = fields.get("dataId", ""), fields.get("group", "")
         page_no = _int(fields, "pageNo", 1)
@@ -366,7 +383,7 @@ class NacosAPI:
         self._check_keys(request, None, None)  # a batch listen signs the timestamp alone
         listened: dict[ConfigKey, str] = {}
         for data_id, group, md5, tenant in entries:
-            listened[_key(data_id, group, tenant)] = md5
+            listened[nacos_key(data_id, group, tenant)] = md5
         store = self._store
         changed = [key for key, md5 in listened.items() if store.utf8_md5(key) != md5]
         raw_timeout = request.headers.get("Long-Pulling-Timeout")

@@ -22,9 +22,15 @@ _CHARSET = re.compile(r"charset=\"?([A-Za-z0-9_.:-]+)", re.IGNORECASE)
 class RequestRecord:
     """One request the server received, as the client sent it, and what it answered.
 
+    A Nacos gRPC message is recorded too: ``op`` is ``grpc:`` and its type
+    (``grpc:ConfigQueryRequest``), ``method`` is ``GRPC``, ``path`` the gRPC method
+    (``/Request/request`` for unary calls, ``/BiRequestStream/requestBiStream`` for what
+    arrives on a stream), ``headers`` its ``metadata.headers``, ``body`` its JSON, and
+    ``status`` the ``resultCode`` answered (``None`` for stream messages, which get no answer).
+
     Attributes:
-        op: the operation (one of :data:`OPS`).
-        method: the HTTP method.
+        op: the operation (one of :data:`OPS`, or ``grpc:`` and a request type).
+        method: the HTTP method (``GRPC`` for gRPC).
         path: the request path, without the query.
         query_string: the raw query string (still percent-encoded).
         headers: a case-insensitive copy of the request headers.
@@ -33,6 +39,7 @@ class RequestRecord:
             connection was dropped (by a fault, or because the server stopped).
         fault: the fault that was applied to the request, if any.
         received_at: ``time.time()`` when the request arrived.
+        error_code: a gRPC answer's ``errorCode`` (``None`` for HTTP).
     """
 
     op: str
@@ -44,6 +51,7 @@ class RequestRecord:
     status: int | None = None
     fault: Fault | None = None
     received_at: float = field(default_factory=time.time)
+    error_code: int | None = None
 
     @property
     def query(self) -> MultiDict[str]:

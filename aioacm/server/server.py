@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import ssl
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 
 from aiohttp import web
@@ -15,7 +14,9 @@ from ..dialects.acm import encode_content, normalize_group, validate_data_id
 from ..keys import validate_namespace
 from .app import ACMApplication
 from .faults import Fault, FaultInjector
+from .grpc_controls import GrpcControls, port_is_free, wait_until
 from .nacos import DEFAULT_TOKEN_TTL, NacosUsers
+from .nacos_grpc import GRPC_PORT_OFFSET, NacosGrpcServer
 from .persist import JsonFilePersistence
 from .records import RequestRecord
 from .security import SignatureChecker
@@ -26,29 +27,34 @@ __all__ = ["LocalACMServer"]
 logger = logging.getLogger("aioacm.server")
 
 _WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
+#: how many random ports ``start()`` tries to find one whose gRPC port is free too
+_PORT_TRIES = 20
 
 
 def _key(data_id: str, group: str | None, tenant: str | None) -> ConfigKey:
     return ConfigKey(validate_namespace(tenant), normalize_group(group), validate_data_id(data_id))
 
 
-class LocalACMServer:
-    """An in-process config server speaking ACM (PROTOCOL.md) and Nacos's HTTP API (NACOS.md)
-    over real sockets, on one port and one store.
+class LocalACMServer(GrpcControls):
+    """An in-process config server speaking ACM (PROTOCOL.md) and Nacos's HTTP and gRPC APIs
+    (NACOS.md) over real sockets, on one store.
 
     It serves ACM's address server, get, publish, remove, list and long poll under
     ``/diamond-server``, and Nacos's v1 config API, listener, login, v3 client read and
-    readiness under ``/nacos`` (``aioacm.server.nacos``): an item published through one API is
-    read through the other. It checks Spas signatures when given credentials and Nacos tokens
-    when given users, keeps a log of every request and can be told to fail on purpose
-    (:meth:`add_fault`)::
+    readiness under ``/nacos`` (``aioacm.server.nacos``), all on one port; and Nacos's gRPC
+    API (``aioacm.server.nacos_grpc``: config calls, change pushes, health and client
+    detection) on that port + 1000, as Nacos does. An item published through one API is read
+    through the others. It checks Spas signatures when given credentials and Nacos tokens when
+    given users, keeps a log of every request and can be told to fail on purpose
+    (:meth:`add_fault`, :meth:`drop_grpc_streams`...)::
 
         async with LocalACMServer() as server:
             server.set_config("app.yaml", "DEFAULT_GROUP", "k: v")
             ...  # point a client at server.endpoint
 
-    ``stop()`` then ``start()`` listens on the same port again (to simulate an outage).
-    Everything must be used from the event loop thread that runs the server.
+    ``stop()`` then ``start()`` listens on the same ports again (to simulate an outage).
+    Everything must be used from the event loop thread that runs the server. The gRPC port
+    serves plaintext, even when ``ssl_context`` makes the HTTP port serve HTTPS.
 
     Args:
         host: the address to listen on.
@@ -64,6 +70,16 @@ class LocalACMServer:
         users: Nacos users ``{username: password}``; when given, Nacos requests need a login
             token.
         token_ttl: seconds a Nacos login token is valid (short ones for tests).
+        grpc: serve Nacos's gRPC API on the HTTP port + 1000 (with ``port=0``, ports are
+            picked so that both are free).
+        grpc_idle_time: seconds a gRPC connection may be silent before the server sends it a
+            ``ClientDetectionRequest`` (Nacos: 20); unanswered, the connection is dropped.
+        grpc_ack_timeout: seconds the server waits for the client's answer to a request it
+            pushes (change notifications, client detection, connection resets).
+        grpc_push_retries: how many times an unanswered change push is sent again (after
+            ``n × grpc_retry_delay`` seconds for retry ``n``) before the connection is
+            dropped, as Nacos unregisters it.
+        grpc_retry_delay: see ``grpc_push_retries`` (Nacos: 2).
 
     Attributes:
         requests: every request received, in order (:class:`RequestRecord`).
@@ -87,6 +103,11 @@ class LocalACMServer:
         request_log_limit: int | None = None,
         users: Mapping[str, str] | None = None,
         token_ttl: float = DEFAULT_TOKEN_TTL,
+        grpc: bool = True,
+        grpc_idle_time: float = 20.0,
+        grpc_ack_timeout: float = 3.0,
+        grpc_push_retries: int = 3,
+        grpc_retry_delay: float = 2.0,
     ) -> None:
         self._host = host
         self._port = port
@@ -108,6 +129,22 @@ class LocalACMServer:
         self.store.on_change.append(self._on_change)
         self._runner: web.AppRunner | None = None
         self._app: ACMApplication | None = None
+        self._grpc = (
+            NacosGrpcServer(
+                self.store,
+                self.nacos_users,
+                self._checker,
+                self._faults,
+                self._log_request,
+                idle_time=grpc_idle_time,
+                ack_timeout=grpc_ack_timeout,
+                push_retries=grpc_push_retries,
+                retry_delay=grpc_retry_delay,
+                shutdown_timeout=shutdown_timeout,
+            )
+            if grpc
+            else None
+        )
 
     # -- credentials -----------------------------------------------------------------------
 
@@ -135,6 +172,14 @@ class LocalACMServer:
         return self._port
 
     @property
+    def grpc_port(self) -> int | None:
+        """The Nacos gRPC port (the HTTP port + 1000); ``None`` when gRPC is off or the port
+        is not known yet (``port=0`` before the first start)."""
+        if self._grpc is None or not self._port:
+            return None
+        return self._port + GRPC_PORT_OFFSET
+
+    @property
     def endpoint(self) -> str:
         """``host:port`` for clients (loopback when listening on every address)."""
         host = "127.0.0.1" if self._host in _WILDCARD_HOSTS else self._host
@@ -153,11 +198,11 @@ class LocalACMServer:
         return self._runner is not None
 
     async def start(self) -> None:
-        """Start listening (on the same port as before, after a ``stop()``).
+        """Start listening (on the same ports as before, after a ``stop()``).
 
         Raises:
             RuntimeError: the server is already running.
-            OSError: the port cannot be bound.
+            OSError: the port (or the gRPC port) cannot be bound.
             ValueError: the data file is not one this server wrote.
         """
         if self._runner is not None:
@@ -172,6 +217,32 @@ class LocalACMServer:
             self._addresses,
             self.nacos_users,
         )
+        pick = self._port == 0 and self._grpc is not None
+        for attempt in range(_PORT_TRIES if pick else 1):
+            runner = await self._serve_http(app)
+            port = int(runner.addresses[0][1])
+            try:
+                await self._serve_grpc(port)
+            except OSError:
+                await runner.cleanup()
+                if attempt + 1 == (_PORT_TRIES if pick else 1):
+                    raise
+                continue
+            break
+        self._port = port
+        self._runner, self._app = runner, app
+        if self._persistence is not None:
+            self._persistence.start_background()
+        if self._grpc is not None:
+            logger.info(
+                "config server listening on %s (ACM and Nacos APIs), Nacos gRPC on port %d",
+                self.endpoint,
+                self.grpc_port,
+            )
+        else:
+            logger.info("config server listening on %s (ACM and Nacos APIs)", self.endpoint)
+
+    async def _serve_http(self, app: ACMApplication) -> web.AppRunner:
         runner = web.AppRunner(
             app.build(),
             handle_signals=False,
@@ -185,20 +256,28 @@ class LocalACMServer:
         except BaseException:
             await runner.cleanup()
             raise
-        self._port = int(runner.addresses[0][1])
-        self._runner, self._app = runner, app
-        if self._persistence is not None:
-            self._persistence.start_background()
-        logger.info("config server listening on %s (ACM and Nacos APIs)", self.endpoint)
+        return runner
+
+    async def _serve_grpc(self, http_port: int) -> None:
+        if self._grpc is None:
+            return
+        port = http_port + GRPC_PORT_OFFSET
+        # checked first: grpc's own failure to bind also prints a line to stderr
+        if port > 65535 or not port_is_free(self._host, port):
+            raise OSError(f"the gRPC port {port} (HTTP port + {GRPC_PORT_OFFSET}) is busy")
+        await self._grpc.start(self._host, port)
 
     async def stop(self) -> None:
-        """Stop listening: held polls answer at once, open connections close. Idempotent."""
+        """Stop listening: gRPC streams end, held polls answer at once, open connections
+        close. Idempotent."""
         runner, app = self._runner, self._app
         if runner is None or app is None:
             return
         self._runner = self._app = None
         app.stop()
         try:
+            if self._grpc is not None:
+                await self._grpc.stop()
             await runner.cleanup()
         finally:
             if self._persistence is not None:
@@ -315,7 +394,7 @@ class LocalACMServer:
         Raises:
             TimeoutError: not enough polls were held within ``timeout`` seconds.
         """
-        await self._wait_until(lambda: self.held_polls >= count, timeout, "held polls")
+        await wait_until(lambda: self.held_polls >= count, timeout, "held polls")
 
     async def wait_for_requests(
         self, count: int = 1, op: str | None = None, timeout: float = 5.0
@@ -325,15 +404,7 @@ class LocalACMServer:
         Raises:
             TimeoutError: fewer requests arrived within ``timeout`` seconds.
         """
-        await self._wait_until(lambda: self.request_count(op) >= count, timeout, "requests")
-
-    async def _wait_until(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not condition():
-            if loop.time() >= deadline:
-                raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
-            await asyncio.sleep(0.005)
+        await wait_until(lambda: self.request_count(op) >= count, timeout, "requests")
 
     # -- faults and the request log ---------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -18,6 +19,8 @@ from typing import NamedTuple
 from ..dialects.acm import content_md5
 
 __all__ = ["ConfigItem", "ConfigKey", "ConfigStore", "Watch"]
+
+logger = logging.getLogger("aioacm.server")
 
 
 class ConfigKey(NamedTuple):
@@ -83,12 +86,14 @@ class ConfigStore:
 
     A write wakes the watches on its key only when the md5 changes; a delete always wakes them
     (even when there was nothing to delete). ``on_change`` callbacks run after every write or
-    delete that changed the stored data, for persistence.
+    delete that changed the stored data, for persistence. Subscribers (:meth:`subscribe`) hear
+    of every key whose watches are woken, as the watches do (gRPC pushes).
     """
 
     def __init__(self) -> None:
         self._items: dict[ConfigKey, ConfigItem] = {}
         self._watches: dict[ConfigKey, set[Watch]] = {}
+        self._subscribers: list[Callable[[ConfigKey], None]] = []
         self.on_change: list[Callable[[], None]] = []
 
     def __len__(self) -> int:
@@ -182,6 +187,22 @@ class ConfigStore:
             for watch in list(watchers):
                 watch.notify(None)
 
+    def subscribe(self, callback: Callable[[ConfigKey], None]) -> Callable[[], None]:
+        """Call ``callback(key)`` whenever the watches on ``key`` are woken: a write that
+        changed the md5, a delete, a load. It runs synchronously inside the write and must not
+        block; an exception it raises is logged, never passed to the writer.
+
+        Returns:
+            A function that ends the subscription (calling it twice is harmless).
+        """
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._subscribers:
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
     @property
     def watch_count(self) -> int:
         """How many watches (held long polls) are registered."""
@@ -190,6 +211,11 @@ class ConfigStore:
     def _notify(self, key: ConfigKey) -> None:
         for watch in list(self._watches.get(key, ())):
             watch.notify(key)
+        for callback in list(self._subscribers):
+            try:
+                callback(key)
+            except Exception:
+                logger.exception("a change subscriber failed on %s", key)
 
     def _changed(self) -> None:
         for callback in list(self.on_change):
