@@ -5,8 +5,9 @@ server does not have it (2.x answers 404); the form carries the password, never 
 token (``accessToken``, valid ``tokenTtl`` seconds) goes in ``Authorization: Bearer`` on every
 request. It is renewed when ``ttl − window`` has passed (the window is random between ttl/15
 and ttl/10, so clients started together do not log in together); concurrent requests share one
-login. A request refused with 403 logs in again and is retried once, at most once a minute: a
-server that refuses the user does not get a login storm.
+login. A request refused with 403 is retried once: with a new login when the server blames the
+token (once for all the requests refused together), and otherwise after a new login at most
+once a minute: a server that refuses the user does not get a login storm.
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ from .errors import AccessDeniedError, ClientClosedError, InvalidParameterError
 from .keys import check_str
 from .wire import Request, Send
 
-__all__ = ["RELOGIN_INTERVAL", "NacosLogin"]
+__all__ = ["RELOGIN_INTERVAL", "TOKEN_RETRY_WINDOW", "NacosLogin"]
 
 logger = logging.getLogger(__name__)
 
-#: Seconds between two logins forced by a 403.
+#: Seconds between two logins forced by a 403 that does not blame the token.
 RELOGIN_INTERVAL = 60.0
+#: A 403 blaming the token within this many seconds of a login retries with the new token.
+TOKEN_RETRY_WINDOW = 5.0
 _V3_LOGIN = "/v3/auth/user/login"
 _V1_LOGIN = "/v1/auth/login"
 _LOGIN_ANSWERS = frozenset((200, 401, 403, 404, 405, 410, 501))
@@ -93,10 +96,24 @@ class NacosLogin:
         assert self._token is not None
         return self._token
 
-    def refused(self) -> bool:
-        """A request was refused with 403: drop the token so the retry logs in again, unless
-        the last login is under ``RELOGIN_INTERVAL`` old (then the 403 stands)."""
-        if self._clock() - self._logged_in_at < RELOGIN_INTERVAL:
+    def refused(self, reason: str = "") -> bool:
+        """A request was refused with 403 (``reason``: the server's words): whether to send
+        it once more, and with a new login or not.
+
+        - The server says the token is expired or invalid (a restart with a new key, a clock
+          jump): if a login happened in the last ``TOKEN_RETRY_WINDOW`` seconds, the request
+          most likely carried the token it replaced: retry with the new one, no login;
+          otherwise drop the token so the retry logs in. However many requests come back
+          refused at once (thousands of listens on a new stream), that is one login.
+        - Any other 403 (no permission): log in again at most once every
+          ``RELOGIN_INTERVAL`` seconds; within it the 403 stands.
+        """
+        since = self._clock() - self._logged_in_at
+        lowered = reason.lower()
+        if "token expired" in lowered or "token invalid" in lowered:
+            if since < TOKEN_RETRY_WINDOW:
+                return True
+        elif since < RELOGIN_INTERVAL:
             return False
         self._renew_at = -1.0
         return True

@@ -168,7 +168,7 @@ class Framing(Protocol):
 
     def signer(self) -> Signer | None: ...
 
-    async def refused(self, request: Request) -> bool: ...
+    async def refused(self, request: Request, reason: str = "") -> bool: ...
 
 
 class ClientTransport(Protocol):
@@ -380,7 +380,12 @@ class Transport:
                     last_error, last_status = None, status
                     break
                 if status == 403:
-                    if signer is not None and not retried and await framing.refused(request):
+                    reason = payload[:200].decode("utf-8", errors="replace")
+                    if (
+                        signer is not None
+                        and not retried
+                        and await framing.refused(request, reason)
+                    ):
                         retried = True
                         continue
                     raise AccessDeniedError(

@@ -27,6 +27,8 @@ async def make_nacos(tmp_path: Path) -> AsyncIterator[Callable[..., NacosClient]
     clients: list[NacosClient] = []
 
     def make(addresses: str, **kwargs: Any) -> NacosClient:
+        # these check the HTTP API's shapes (test_nacos_grpc.py has gRPC's)
+        kwargs.setdefault("protocol", "http")
         kwargs.setdefault("snapshot_base", str(tmp_path / "snapshot"))
         kwargs.setdefault("failover_base", str(tmp_path / "data"))
         client = NacosClient(addresses, **kwargs)

@@ -435,10 +435,10 @@ class NacosHttpDialect(Dialect):
         headers.update(await self._sign_keys(request))
         return headers
 
-    async def refused(self, request: Request) -> bool:
+    async def refused(self, request: Request, reason: str = "") -> bool:
         if self.login is None:
             return False
-        return self.login.refused()
+        return self.login.refused(reason)
 
     def attach(self, send: Send | None) -> None:
         if self.login is not None:

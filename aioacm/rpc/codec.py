@@ -29,6 +29,8 @@ __all__ = [
     "decode_payload",
     "encode",
     "encode_payload",
+    "encode_request",
+    "reset_target",
 ]
 
 UNARY_METHOD = "/Request/request"
@@ -186,3 +188,26 @@ def decode(data: bytes) -> Message:
     else:
         body = {}
     return Message(type_name, body, headers, client_ip)
+
+
+def encode_request(
+    type_name: str, body: bytes, headers: Mapping[str, str], request_id: str
+) -> bytes:
+    """A request Payload: ``body`` is a JSON object (bytes) to which the requestId and the
+    (empty: they travel in the metadata) headers are added, as Nacos's clients send them."""
+    inner = body.strip()
+    extra = f'"requestId":"{request_id}","headers":{{}}'.encode()
+    empty = inner in (b"", b"{}")
+    document = b"{" + extra + (b"}" if empty else b"," + inner[1:])
+    return encode_payload(type_name, document, headers)
+
+
+def reset_target(body: Mapping[str, Any]) -> tuple[str, int] | None:
+    host, port = body.get("serverIp"), body.get("serverPort")
+    if not isinstance(host, str) or not host:
+        return None
+    try:
+        number = int(port) if port not in (None, "") else 0
+    except (TypeError, ValueError):
+        return None
+    return (host, number) if 0 < number < 65536 else None

@@ -35,27 +35,17 @@ import grpc
 import grpc.aio
 
 from .._tasks import cancel_and_wait
-from .._version import __version__
 from ..errors import ClientClosedError, ServerUnavailableError
 from ..servers import format_server
 from ..watch import backoff_delay
 from ..wire import Server
-from .codec import (
-    STREAM_METHOD,
-    UNARY_METHOD,
-    CodecError,
-    Message,
-    decode,
-    encode,
-    encode_payload,
-)
+from .channel import GRPC_PORT_OFFSET, grpc_target, open_channel, server_check, setup_message
+from .codec import STREAM_METHOD, CodecError, Message, decode, encode, encode_request, reset_target
 
-__all__ = ["GRPC_PORT_OFFSET", "HEALTH_IDLE", "HEALTH_TIMEOUT", "RpcConnection"]
+__all__ = ["GRPC_PORT_OFFSET", "HEALTH_IDLE", "HEALTH_TIMEOUT", "RpcConnection", "grpc_target"]
 
 logger = logging.getLogger(__name__)
 
-#: Nacos's gRPC port is its HTTP port plus this.
-GRPC_PORT_OFFSET = 1000
 #: seconds without traffic before a health check (the Java client's figure)
 HEALTH_IDLE = 5.0
 #: seconds a health check or a server check may take
@@ -66,9 +56,8 @@ SETUP_ACK_TIMEOUT = 3.0
 RECONNECT_CAP = 5.0
 #: seconds between two warnings while connecting keeps failing
 WARN_EVERY = 60.0
-#: errorCodes of Nacos: the connection is not registered (reconnect); the server is starting
+#: Nacos's errorCode for a connection it does not know (reconnect)
 UNREGISTERED = 301
-SERVER_STARTING = 300
 
 _UNAVAILABLE_CODES = frozenset(
     (
@@ -89,14 +78,6 @@ _ANSWERS = {
 }
 
 Push = Callable[[Message], None]
-
-
-def grpc_target(server: Server) -> str:
-    """``host:port`` of a server's gRPC port."""
-    host, port = server
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{host}:{port + GRPC_PORT_OFFSET}"
 
 
 class _Lost(Exception):
@@ -144,6 +125,7 @@ class RpcConnection:
         self._channel: grpc.aio.Channel | None = None
         self._unary: Any = None
         self._preferred: Server | None = None
+        self._pending_read: asyncio.Future[Any] | None = None
         self._closed = False
         self._last_active = 0.0
         self._last_error: str | None = None
@@ -325,47 +307,19 @@ class RpcConnection:
         return self._current()
 
     async def _connect(self, server: Server) -> grpc.aio.StreamStreamCall[Any, Any]:
-        name = format_server(server)
-        target = grpc_target(server)
-        options = [("grpc.use_local_subchannel_pool", 1), ("grpc.max_receive_message_length", -1)]
+        name, target = format_server(server), grpc_target(server)
         tls, cafile = self._tls()
-        if tls:
-            credentials = await asyncio.to_thread(_credentials, cafile)
-            channel = grpc.aio.secure_channel(target, credentials, options=options)
-        else:
-            channel = grpc.aio.insecure_channel(target, options=options)
-        self._channel = channel
-        unary: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(UNARY_METHOD)
-        check_request = encode_request("ServerCheckRequest", b"{}", {}, "0")
-        try:
-            data = await unary(check_request, timeout=HEALTH_TIMEOUT)
-        except grpc.aio.AioRpcError as exc:
-            raise ConnectionError(f"cannot reach {target}: {_why(exc)}") from None
-        check = decode(data)
-        if check.body.get("resultCode") != 200:
-            code = check.body.get("errorCode")
-            why = "the server is starting" if code == SERVER_STARTING else f"error {code}"
-            raise ConnectionError(f"{target} refused the connection: {why}")
+        channel = self._channel = await open_channel(server, tls, cafile)
+        unary, connection_id = await server_check(channel, target, HEALTH_TIMEOUT)
         stream: grpc.aio.StreamStreamMultiCallable[bytes, bytes] = channel.stream_stream(
             STREAM_METHOD
         )
         call = stream()
-        labels = {"source": "sdk", "module": "config", "taskId": "0"}
-        app = self._app_name()
-        if app:
-            labels["AppName"] = app
-        setup = {
-            "clientVersion": f"aioacm/{__version__}",
-            "tenant": self._namespace,
-            "labels": labels,
-            "abilityTable": {},
-        }
-        await call.write(encode("ConnectionSetupRequest", {"headers": {}, **setup}))
-        acked = await self._await_setup_ack(call)
-        if not acked:
+        await call.write(setup_message(self._namespace, self._app_name()))
+        if not await self._await_setup_ack(call):
             logger.debug("%s sent no SetupAckRequest: going on without it", target)
         self._unary = unary
-        self.connection_id = check.body.get("connectionId")
+        self.connection_id = connection_id
         self.server = name
         self.generation += 1
         self._last_error = None
@@ -385,10 +339,19 @@ class RpcConnection:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return False
+            # not wait_for (3.11's can swallow a cancellation), and a read still pending at
+            # the deadline is handed to the reader, not cancelled (that would end the call)
+            reading = asyncio.ensure_future(call.read())
             try:
-                data = await asyncio.wait_for(call.read(), remaining)
-            except asyncio.TimeoutError:
+                done, _ = await asyncio.wait([reading], timeout=remaining)
+            except asyncio.CancelledError:
+                reading.cancel()
+                raise
+            if not done:
+                self._pending_read = reading
                 return False
+            try:
+                data = reading.result()
             except grpc.aio.AioRpcError as exc:
                 raise ConnectionError(f"the stream ended during setup: {exc.code().name}") from None
             if not isinstance(data, bytes):  # grpc.aio.EOF
@@ -421,8 +384,9 @@ class RpcConnection:
 
     async def _read(self, call: grpc.aio.StreamStreamCall[Any, Any]) -> None:
         while True:
+            pending, self._pending_read = self._pending_read, None
             try:
-                data = await call.read()
+                data = await (pending if pending is not None else call.read())
             except grpc.aio.AioRpcError as exc:
                 raise _Lost(f"stream error {exc.code().name}") from None
             if not isinstance(data, bytes):  # grpc.aio.EOF
@@ -435,7 +399,7 @@ class RpcConnection:
                 continue
             await self._answer(call, message)
             if message.type == "ConnectResetRequest":
-                self._preferred = _reset_target(message.body)
+                self._preferred = reset_target(message.body)
                 where = format_server(self._preferred) if self._preferred else "another server"
                 raise _Lost(f"the server asked to move to {where}")
             if message.type == "ConfigChangeNotifyRequest" and self.on_push is not None:
@@ -475,52 +439,11 @@ class RpcConnection:
             self._last_active = loop.time()
 
     async def _drop_channel(self) -> None:
+        pending, self._pending_read = self._pending_read, None
+        if pending is not None:
+            pending.cancel()
         channel, self._channel = self._channel, None
         self._unary = None
         self.server = self.connection_id = None
         if channel is not None:
             await channel.close()
-
-
-def encode_request(
-    type_name: str, body: bytes, headers: Mapping[str, str], request_id: str
-) -> bytes:
-    """A request Payload: ``body`` is a JSON object (bytes) to which the requestId is added."""
-    inner = body.strip()
-    extra = f'"requestId":"{request_id}","headers":{{}}'.encode()
-    empty = inner in (b"", b"{}")
-    document = b"{" + extra + (b"}" if empty else b"," + inner[1:])
-    return encode_payload(type_name, document, headers)
-
-
-def _why(exc: grpc.aio.AioRpcError) -> str:
-    """A gRPC failure in a few words (grpc's details repeat the address and the status)."""
-    details = exc.details() or ""
-    lowered = details.lower()
-    if "connection refused" in lowered:
-        return "connection refused"
-    if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return f"no answer within {HEALTH_TIMEOUT:g} s"
-    if "name resolution" in lowered or "dns" in lowered:
-        return "unknown host"
-    return details.rsplit(": ", 1)[-1] if details else exc.code().name.lower()
-
-
-def _reset_target(body: Mapping[str, Any]) -> Server | None:
-    host, port = body.get("serverIp"), body.get("serverPort")
-    if not isinstance(host, str) or not host:
-        return None
-    try:
-        number = int(port) if port not in (None, "") else 0
-    except (TypeError, ValueError):
-        return None
-    return (host, number) if 0 < number < 65536 else None
-
-
-def _credentials(cafile: str | None) -> grpc.ChannelCredentials:
-    """grpc's TLS credentials: the CA file's certificates, or the system's (blocking: run in a
-    thread)."""
-    if cafile:
-        with open(cafile, "rb") as handle:
-            return grpc.ssl_channel_credentials(root_certificates=handle.read())
-    return grpc.ssl_channel_credentials()

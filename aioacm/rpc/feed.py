@@ -90,6 +90,7 @@ class PushFeed:
         self._tasks: list[asyncio.Task[None]] = []
         self._fallback: ChangeFeed | None = None
         self._closed = False
+        self._listened = False  # a listen succeeded (on some connection)
         #: batch listens sent (a read-out for tests)
         self.listens = 0
 
@@ -154,10 +155,16 @@ class PushFeed:
 
     def _connected(self, generation: int) -> None:
         """A new connection: every key is listened to again (it knows none of them)."""
-        if generation > 1:
-            logger.info("re-listening %d keys on the new gRPC connection", len(self._states))
+        if not self._listened:
+            return  # nothing was listened to on an older connection: the queue goes on this one
+        logger.info("re-listening %d keys on the new gRPC connection", len(self._states))
         self._to_listen.update(self._states)
         self._to_unlisten.clear()
+        self._listen_wake.set()
+
+    def _resync(self) -> None:
+        """Every key listened to again (a push may have been lost)."""
+        self._to_listen.update(self._states)
         self._listen_wake.set()
 
     def _pushed(self, message: Message) -> None:
@@ -179,10 +186,13 @@ class PushFeed:
         failures = 0
         while True:
             if not self._to_listen and not self._to_unlisten:
+                # a timer, not wait_for: 3.11's wait_for can swallow the cancellation that
+                # close() sends when a wake-up lands in the same step
+                timer = asyncio.get_running_loop().call_later(RESYNC_INTERVAL, self._resync)
                 try:
-                    await asyncio.wait_for(self._listen_wake.wait(), RESYNC_INTERVAL)
-                except asyncio.TimeoutError:
-                    self._to_listen.update(self._states)
+                    await self._listen_wake.wait()
+                finally:
+                    timer.cancel()
                 self._listen_wake.clear()
                 await asyncio.sleep(GATHER)
             if await self._listen_once():
@@ -227,6 +237,7 @@ class PushFeed:
                 if self._states.get(key) is state:
                     self._to_listen.setdefault(key, state)
             return False
+        self._listened = True
         changed = set(dialect.read_listen_answer(response))
         confirm = []
         for state in chunk:

@@ -163,7 +163,8 @@ class RpcTransport:
                 await asyncio.sleep(0.1 * conflicts)
                 continue
             if status == 403:
-                if signer is not None and not retried and await dialect.refused(request):
+                refused = signer is not None and not retried
+                if refused and await dialect.refused(request, str(reason)):
                     retried = True
                     continue
                 raise AccessDeniedError(
