@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["tests", "lint", "typecheck"]
@@ -9,6 +11,9 @@ nox.options.reuse_existing_virtualenvs = True
 
 RUFF = "ruff==0.17.5"
 MYPY = "mypy==2.4.1"
+# the official async Nacos client (nacos-sdk-python 3.x), a peer in a venv of its own: the test
+# extra holds the legacy 2.x, the same distribution name (tests/test_nacos_official_client.py)
+NACOS3_VENV = Path("tests/.peers/nacos3")
 
 
 @nox.session
@@ -17,6 +22,14 @@ def tests(session: nox.Session) -> None:
     session.install("-e", ".[test]")
     # the npm nacos client, a peer the Nacos tests run against the bundled server
     session.run("npm", "ci", "--prefix", "tests/js", "--no-audit", "--no-fund", external=True)
+    if not (NACOS3_VENV / "bin" / "python").exists():
+        session.run("python", "-m", "venv", "--clear", str(NACOS3_VENV))
+    session.run(
+        str(NACOS3_VENV / "bin" / "python"),
+        *("-m", "pip", "install", "-q", "--disable-pip-version-check"),
+        *("-r", "tests/peers/nacos3-requirements.txt"),
+        external=True,
+    )
     session.run("pytest", *session.posargs)
 
 
