@@ -10,6 +10,7 @@ catches what it caught before::
     └── ACMRequestException          a request to ACM did not succeed
         ├── AccessDeniedError        403: no permission (never retried on another server)
         ├── BadRequestError          400 and other 4xx the server refused
+        ├── ConflictError            a publish with ``cas_md5``: the item changed meanwhile
         ├── ConfigNotFoundError      404 where a missing item is an error
         ├── ServerUnavailableError   every server failed (5xx, 409, timeouts, refused)
         ├── CredentialsError         credentials could not be obtained (RAM role metadata)
@@ -28,6 +29,7 @@ __all__ = [
     "BadRequestError",
     "ClientClosedError",
     "ConfigNotFoundError",
+    "ConflictError",
     "CredentialsError",
     "InvalidOptionError",
     "InvalidParameterError",
@@ -93,6 +95,11 @@ class AccessDeniedError(ACMRequestException):
 
 class BadRequestError(ACMRequestException):
     """The server refused the request (400 or another 4xx)."""
+
+
+class ConflictError(ACMRequestException):
+    """A compare-and-set publish (Nacos's ``cas_md5``) found the item's md5 changed: nothing
+    was written. Read the item again and decide."""
 
 
 class ConfigNotFoundError(ACMRequestException):

@@ -201,12 +201,15 @@ class NacosClient(ConfigClient):
         content: str,
         timeout: float | None = None,
         config_type: str | None = None,
+        cas_md5: str | None = None,
     ) -> bool:
         """Create or replace one config item.
 
         Args:
             config_type: the Nacos config type to keep with it (``text``, ``json``, ``xml``,
                 ``yaml``, ``html``, ``properties``, ``toml``); None leaves it to the server.
+            cas_md5: compare and set: write only if the item's md5 is still this one (the
+                ``md5`` of the ``ConfigChange`` last seen); a missing item is created.
 
         Returns:
             True.
@@ -217,9 +220,12 @@ class NacosClient(ConfigClient):
             AccessDeniedError: 403 (a refused login too).
             ServerUnavailableError: every server failed.
             KMSError: KMS could not encrypt a ``cipher-`` item; nothing was sent.
+            ConflictError: ``cas_md5`` no longer matches: nothing was written.
         """
+        if cas_md5 is not None and (not isinstance(cas_md5, str) or not cas_md5.strip()):
+            raise InvalidParameterError(f"cas_md5 must be an md5 (a str) or None, not {cas_md5!r}")
         if config_type is not None and config_type not in CONFIG_TYPES:
             raise InvalidParameterError(
                 f"config_type must be one of {sorted(CONFIG_TYPES)} or None, not {config_type!r}"
             )
-        return await self._publish(data_id, group, content, timeout, config_type)
+        return await self._publish(data_id, group, content, timeout, config_type, cas_md5)

@@ -14,7 +14,7 @@ import pytest
 from helpers import aioacm_tasks
 from nacos_target import NacosTarget, open_target, target_params
 
-from aioacm import BadRequestError, ConfigChange, InvalidParameterError, NacosClient
+from aioacm import BadRequestError, ConfigChange, ConflictError, InvalidParameterError, NacosClient
 
 T = TypeVar("T")
 
@@ -162,3 +162,21 @@ async def test_bad_input_is_refused_before_any_request(nacos: NacosTarget) -> No
     assert NacosClient("https://h1,https://h2:9000").options.tls_enabled
     letters = NacosClient("h")
     await letters.aclose()
+
+
+async def test_compare_and_set_publish(nacos: NacosTarget) -> None:
+    data_id = nacos.key("cas")
+    async with nacos.client() as client:
+        await client.publish(data_id, "G", "v1")
+        await settles(lambda: client.get(data_id, "G"), "v1")
+        async with contextlib.aclosing(client.watch(data_id, "G")) as stream:
+            seen = await next_change(stream)
+        assert seen.content == "v1"
+        assert await client.publish(data_id, "G", "v2", cas_md5=seen.md5)
+        await settles(lambda: client.get(data_id, "G"), "v2")
+        with pytest.raises(ConflictError, match="cas_md5"):
+            await client.publish(data_id, "G", "v3", cas_md5=seen.md5)  # v1's md5: stale
+        assert await client.get(data_id, "G") == "v2"
+        with pytest.raises(InvalidParameterError, match="cas_md5"):
+            await client.publish(data_id, "G", "v3", cas_md5="")
+        await client.remove(data_id, "G")

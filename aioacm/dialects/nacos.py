@@ -18,7 +18,13 @@ from urllib.parse import quote, unquote_plus, urlencode
 
 from .._version import __version__
 from ..auth import ClientCredentials, Credentials, sign
-from ..errors import ACMRequestException, BadRequestError, InvalidParameterError
+from ..errors import (
+    ACMRequestException,
+    BadRequestError,
+    ConflictError,
+    InvalidParameterError,
+    ServerUnavailableError,
+)
 from ..keys import Item, check_str, checked_data_id, checked_group, content_text
 from ..wire import Fetched, Request, Response, Send, Server, ServerPlan, Signer
 from . import Dialect
@@ -231,6 +237,27 @@ def nacos_sign_headers(
 
 # -- the dialect -------------------------------------------------------------------------------
 
+_ACK_ANSWERS = frozenset((200,))
+_CAS_ANSWERS = frozenset((200, 500))
+
+
+def cas_failure(reason: str, response: Response, item: Item) -> ACMRequestException:
+    """The error of a publish refused with a 500: ``ConflictError`` when Nacos says the
+    compare-and-set failed, ``ServerUnavailableError`` otherwise."""
+    if "cas publish fail" in reason.lower():
+        return ConflictError(
+            f"the item changed since the md5 given (cas_md5): {reason}",
+            status=response.status,
+            server=response.server,
+            key=item.key,
+        )
+    return ServerUnavailableError(
+        f"the server failed the publish: {reason or 'no reason given'}",
+        status=response.status,
+        server=response.server,
+        key=item.key,
+    )
+
 
 class NacosHttpDialect(Dialect):
     """Nacos's HTTP v1 API for one client.
@@ -332,7 +359,8 @@ class NacosHttpDialect(Dialect):
             body=urlencode(form).encode("ascii"),
             headers=headers,
             scope=self._scope(item.group),
-            answers=frozenset((200,)),
+            # Nacos answers a failed compare-and-set with a 500: read it, not the next server
+            answers=_CAS_ANSWERS if cas_md5 is not None else _ACK_ANSWERS,
         )
 
     def remove(self, item: Item) -> Request:
@@ -345,6 +373,9 @@ class NacosHttpDialect(Dialect):
         )
 
     def read_ack(self, response: Response, item: Item) -> None:
+        if response.status == 500:
+            reason = response.body[:200].decode("utf-8", errors="replace").strip()
+            raise cas_failure(reason, response, item)
         if response.body.strip() != b"true":
             raise ACMRequestException(
                 "the server did not confirm the change",

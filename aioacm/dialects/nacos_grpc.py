@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..errors import ACMRequestException
 from ..keys import Item
 from ..wire import Fetched, Request, Response, Send, Signer
-from .nacos import NacosHttpDialect, nacos_sign_headers, normalize_namespace
+from .nacos import NacosHttpDialect, cas_failure, nacos_sign_headers, normalize_namespace
 
 if TYPE_CHECKING:
     from ..options import Options
@@ -57,6 +57,7 @@ LISTEN_CHUNK = 3000
 
 _QUERY_ANSWERS = frozenset((200, NOT_FOUND))
 _ACK_ANSWERS = frozenset((200,))
+_CAS_ANSWERS = frozenset((200, 500))  # a failed compare-and-set is errorCode 500
 
 
 def grpc_sign_resource(tenant: str | None, group: str | None) -> str:
@@ -143,7 +144,8 @@ class NacosGrpcDialect(NacosHttpDialect):
         if cas_md5 is not None:
             fields["casMd5"] = cas_md5
         op = ("publish", item, content, data_key, config_type, cas_md5)
-        return self._grpc("ConfigPublishRequest", fields, self._scope(item.group), _ACK_ANSWERS, op)
+        answers = _ACK_ANSWERS if cas_md5 is None else _CAS_ANSWERS
+        return self._grpc("ConfigPublishRequest", fields, self._scope(item.group), answers, op)
 
     def remove(self, item: Item) -> Request:
         return self._grpc(
@@ -176,6 +178,8 @@ class NacosGrpcDialect(NacosHttpDialect):
         if data is None:
             super().read_ack(response, item)
             return
+        if data.get("resultCode") != 200 and response.status == 500:
+            raise cas_failure(str(data.get("message") or ""), response, item)
         if data.get("resultCode") != 200:
             raise ACMRequestException(
                 f"the server did not confirm the change: {data.get('message') or 'no reason'}",

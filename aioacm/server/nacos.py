@@ -330,7 +330,7 @@ class NacosAPI:
         cas = request.headers.get("casMd5")
         current = self._store.get(key)
         if cas is not None and current is not None and current.utf8_md5 != cas:
-            return _text("publish fail: the md5 does not match (casMd5)", 500)
+            return _text("Cas publish fail, server md5 may have changed.", 500)
         config_type = fields.get("type") or "text"
         if config_type not in CONFIG_TYPES:
             config_type = "text"
