@@ -24,14 +24,14 @@ from .errors import AccessDeniedError, ClientClosedError, InvalidParameterError
 from .keys import check_str
 from .wire import Request, Send
 
-__all__ = ["RELOGIN_INTERVAL", "TOKEN_RETRY_WINDOW", "NacosLogin"]
+__all__ = ["RELOGIN_INTERVAL", "TOKEN_RELOGIN_MIN", "NacosLogin"]
 
 logger = logging.getLogger(__name__)
 
 #: Seconds between two logins forced by a 403 that does not blame the token.
 RELOGIN_INTERVAL = 60.0
-#: A 403 blaming the token within this many seconds of a login retries with the new token.
-TOKEN_RETRY_WINDOW = 5.0
+#: A 403 blaming a token this many seconds old or less does not log in again.
+TOKEN_RELOGIN_MIN = 1.0
 _V3_LOGIN = "/v3/auth/user/login"
 _V1_LOGIN = "/v1/auth/login"
 _LOGIN_ANSWERS = frozenset((200, 401, 403, 404, 405, 410, 501))
@@ -96,23 +96,27 @@ class NacosLogin:
         assert self._token is not None
         return self._token
 
-    def refused(self, reason: str = "") -> bool:
-        """A request was refused with 403 (``reason``: the server's words): whether to send
-        it once more, and with a new login or not.
+    def refused(self, reason: str = "", sent: Mapping[str, str] | None = None) -> bool:
+        """A request was refused with 403 (``reason``: the server's words; ``sent``: the
+        headers it carried): whether to send it once more, after a new login or not.
 
-        - The server says the token is expired or invalid (a restart with a new key, a clock
-          jump): if a login happened in the last ``TOKEN_RETRY_WINDOW`` seconds, the request
-          most likely carried the token it replaced: retry with the new one, no login;
-          otherwise drop the token so the retry logs in. However many requests come back
-          refused at once (thousands of listens on a new stream), that is one login.
+        - The server blames the token ("token expired!", "token invalid!": a restart with a
+          new key, a clock jump): if the request carried a token a login has replaced since,
+          retry with the new one; else log in again, unless the current token is under
+          ``TOKEN_RELOGIN_MIN`` old (a server refusing fresh tokens gets no login loop). So
+          however many requests are refused together (thousands of listens on a new
+          stream), that is one login.
         - Any other 403 (no permission): log in again at most once every
           ``RELOGIN_INTERVAL`` seconds; within it the 403 stands.
         """
         since = self._clock() - self._logged_in_at
         lowered = reason.lower()
         if "token expired" in lowered or "token invalid" in lowered:
-            if since < TOKEN_RETRY_WINDOW:
+            carried = _token_in(sent)
+            if carried is not None and carried != self._token and self._token is not None:
                 return True
+            if since < TOKEN_RELOGIN_MIN:
+                return False
         elif since < RELOGIN_INTERVAL:
             return False
         self._renew_at = -1.0
@@ -164,6 +168,17 @@ class NacosLogin:
             self.logins += 1
             logger.debug("logged in to %s as %s (token for %g s)", resp.server, self.username, ttl)
             return
+
+
+def _token_in(headers: Mapping[str, str] | None) -> str | None:
+    """The token a request carried: ``accessToken`` (gRPC) or ``Authorization: Bearer``."""
+    if not headers:
+        return None
+    token = headers.get("accessToken")
+    if token:
+        return token
+    bearer = headers.get("Authorization", "")
+    return bearer[7:] if bearer.startswith("Bearer ") else None
 
 
 def _read_login(body: bytes) -> tuple[str | None, float]:

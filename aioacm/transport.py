@@ -168,7 +168,9 @@ class Framing(Protocol):
 
     def signer(self) -> Signer | None: ...
 
-    async def refused(self, request: Request, reason: str = "") -> bool: ...
+    async def refused(
+        self, request: Request, reason: str = "", sent: Mapping[str, str] | None = None
+    ) -> bool: ...
 
 
 class ClientTransport(Protocol):
@@ -384,7 +386,7 @@ class Transport:
                     if (
                         signer is not None
                         and not retried
-                        and await framing.refused(request, reason)
+                        and await framing.refused(request, reason, request_headers)
                     ):
                         retried = True
                         continue

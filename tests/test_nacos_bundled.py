@@ -117,18 +117,18 @@ async def test_login_token_refresh_and_secrecy(
             assert all(token[len("Bearer ") :] not in r.getMessage() for r in caplog.records)
 
 
-async def test_a_403_logs_in_again_at_most_once_a_minute(
+async def test_a_403_blaming_the_token_logs_in_again_unless_the_token_is_fresh(
     make_nacos: Callable[..., NacosClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with LocalACMServer(users={"nacos": "pw"}) as server:  # noqa: SIM117 (needs server)
         async with make_nacos(server.endpoint, username="nacos", password="pw") as client:
             await client.publish("d", None, "v")
             server.nacos_users.expire_all()  # a server restarted with a new key, say
-            # the last login is under a minute old: the 403 stands, no login storm
+            # a token under TOKEN_RELOGIN_MIN old refused: the 403 stands, no login loop
             with pytest.raises(AccessDeniedError):
                 await client.get("d", None, no_snapshot=True)
             assert server.nacos_users.logins == 1
-    monkeypatch.setattr(aioacm.nacos_auth, "RELOGIN_INTERVAL", 0.3)
+    monkeypatch.setattr(aioacm.nacos_auth, "TOKEN_RELOGIN_MIN", 0.3)
     async with LocalACMServer(users={"nacos": "pw"}) as server:  # noqa: SIM117 (needs server)
         async with make_nacos(server.endpoint, username="nacos", password="pw") as client:
             await client.publish("d", None, "v")
@@ -137,6 +137,23 @@ async def test_a_403_logs_in_again_at_most_once_a_minute(
             assert await client.get("d", None) == "v"  # one login, then the retry works
             assert server.nacos_users.logins == 2
             assert [r.status for r in server.requests_for("get")] == [403, 200]
+
+
+async def test_a_403_for_want_of_permission_logs_in_again_at_most_once_a_minute(
+    make_nacos: Callable[..., NacosClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with LocalACMServer(users={"nacos": "pw"}) as server:  # noqa: SIM117 (needs server)
+        async with make_nacos(server.endpoint, username="nacos", password="pw") as client:
+            await client.publish("d", None, "v")
+            server.add_fault("get", status=403, body="authorization failed!", times=1)
+            with pytest.raises(AccessDeniedError):  # the login is under a minute old
+                await client.get("d", None, no_snapshot=True)
+            assert server.nacos_users.logins == 1
+            monkeypatch.setattr(aioacm.nacos_auth, "RELOGIN_INTERVAL", 0.3)
+            await asyncio.sleep(0.35)
+            server.add_fault("get", status=403, body="authorization failed!", times=1)
+            assert await client.get("d", None) == "v"  # one login, then the retry works
+            assert server.nacos_users.logins == 2
 
 
 async def test_wrong_password_is_a_clear_error(make_nacos: Callable[..., NacosClient]) -> None:

@@ -356,7 +356,7 @@ async def test_expired_tokens_after_a_restart_cost_one_login_not_a_403_storm(
     """Thousands of keys re-listened at once on a new stream, every token expired: the first
     403 logs in once, the other requests wait for that login."""
     recorder = Recorder()
-    keys = [f"t{i}" for i in range(6500)]  # three batch listens of at most 3,000 keys
+    keys = [f"t{i}" for i in range(3100)]  # two batch listens (at most 3,000 keys each)
     async with LocalACMServer(users={"nacos": "pw"}) as server:
         for key in keys:
             server.set_config(key, "G", "0")
@@ -375,4 +375,4 @@ async def test_expired_tokens_after_a_restart_cost_one_login_not_a_403_storm(
             await server.wait_for_grpc_listeners(len(keys), timeout=20)
             assert len(server.requests_for("login")) == logins + 1
             refused = [r for r in server.requests if r.error_code == 403]
-            assert 1 <= len(refused) <= 3  # at most the batch listens in flight at the time
+            assert 1 <= len(refused) <= 2  # at most the batch listens in flight at the time

@@ -120,10 +120,12 @@ class Dialect(abc.ABC):
     def signer(self) -> Signer | None:
         """What signs requests now, or None when requests go unsigned."""
 
-    async def refused(self, request: Request, reason: str = "") -> bool:
-        """A signed request was refused with 403 (``reason``: what the server said): renew
-        the credentials and say True to have it sent once more (the default: the 403
-        stands)."""
+    async def refused(
+        self, request: Request, reason: str = "", sent: Mapping[str, str] | None = None
+    ) -> bool:
+        """A signed request was refused with 403 (``reason``: what the server said; ``sent``:
+        the headers the refused attempt carried): renew the credentials and say True to have
+        it sent once more (the default: the 403 stands)."""
         return False
 
     def attach(self, send: Send | None) -> None:  # noqa: B027 (optional hook)

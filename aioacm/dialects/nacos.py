@@ -466,10 +466,12 @@ class NacosHttpDialect(Dialect):
         headers.update(await self._sign_keys(request))
         return headers
 
-    async def refused(self, request: Request, reason: str = "") -> bool:
+    async def refused(
+        self, request: Request, reason: str = "", sent: Mapping[str, str] | None = None
+    ) -> bool:
         if self.login is None:
             return False
-        return self.login.refused(reason)
+        return self.login.refused(reason, sent)
 
     def attach(self, send: Send | None) -> None:
         if self.login is not None:

@@ -164,7 +164,7 @@ class RpcTransport:
                 continue
             if status == 403:
                 refused = signer is not None and not retried
-                if refused and await dialect.refused(request, str(reason)):
+                if refused and await dialect.refused(request, str(reason), headers):
                     retried = True
                     continue
                 raise AccessDeniedError(
