@@ -8,9 +8,11 @@ Run against servers you started yourself (nothing here starts, builds or fetches
         --at 15 "kill -9 $(cat /path/to/node1/nacos.pid)" --at 40 "/path/to/restart-node1"
 
 One client watches ``--keys`` keys; another publishes a numbered value to a random key at
-``--rate`` a second. At the given seconds the shell commands run (kill a node, restart it). At
-the end every key's deliveries must be its published values in order, each once, ending with the
-last one. Prints one JSON line; exits 1 when a change was lost, doubled or out of order.
+``--rate`` a second. At the given seconds the shell commands run (kill a node, restart it);
+``{port}`` in a command is the HTTP port of the server the watcher is connected to at that
+moment (over gRPC: the node holding its stream). At the end every key's deliveries must be its
+published values in order, each once, ending with the last one. Prints one JSON line; exits 1
+when a change was lost, doubled or out of order.
 """
 
 from __future__ import annotations
@@ -103,6 +105,9 @@ async def main(args: argparse.Namespace) -> int:
         while (elapsed := time.monotonic() - begin) < args.seconds:
             while commands and commands[0][0] <= elapsed:
                 _, cmd = commands.pop(0)
+                # {port}: the HTTP port of the server the watcher is connected to now
+                current = watcher.stats().server or ""
+                cmd = cmd.replace("{port}", current.rpartition(":")[2])
                 proc = await asyncio.create_subprocess_shell(cmd)
                 events.append({"t": round(elapsed, 2), "event": cmd, "rc": await proc.wait()})
             key = random.choice(keys)

@@ -242,9 +242,10 @@ _CAS_ANSWERS = frozenset((200, 500))
 
 
 def cas_failure(reason: str, response: Response, item: Item) -> ACMRequestException:
-    """The error of a publish refused with a 500: ``ConflictError`` when Nacos says the
-    compare-and-set failed, ``ServerUnavailableError`` otherwise."""
-    if "cas publish fail" in reason.lower():
+    """The error of a compare-and-set publish answered 500: ``ConflictError`` when Nacos says
+    the compare-and-set failed (2.x and gRPC say "Cas publish fail..."; 3.x's v1 API answers
+    a bare ``false`` with the exception's code, 500), ``ServerUnavailableError`` otherwise."""
+    if "cas publish fail" in reason.lower() or reason.strip() == "false":
         return ConflictError(
             f"the item changed since the md5 given (cas_md5): {reason}",
             status=response.status,
