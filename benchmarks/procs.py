@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +48,23 @@ def pinned(role: str) -> Callable[[], None] | None:
 
 
 class Server:
-    """``python -m aioacm.server`` on a free loopback port, in its own process."""
+    """``python -m aioacm.server`` on a free loopback port (or ``port``), in its own process.
 
-    def __init__(self, workdir: Path) -> None:
-        self.log = open(workdir / "server.log", "w")  # noqa: SIM115 (closed in stop())
+    ``stop()`` then ``start()`` restarts it on the same ports (HTTP, and gRPC at + 1000)."""
+
+    def __init__(self, workdir: Path, port: int = 0, extra: Sequence[str] = ()) -> None:
+        self.workdir = workdir
+        self.host, self.port = "127.0.0.1", port
+        self.start(extra)
+
+    def start(self, extra: Sequence[str] = ()) -> None:
+        """Start the process (on the port it had, if it ran before), with ``extra`` options."""
+        self.log = open(self.workdir / "server.log", "a")  # noqa: SIM115 (closed in stop())
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "aioacm.server", "--port", "0", "--log-level", "WARNING"],
+            [
+                *(sys.executable, "-m", "aioacm.server", "--port", str(self.port)),
+                *("--log-level", "WARNING", *extra),
+            ],
             stdout=subprocess.PIPE,
             stderr=self.log,
             text=True,
@@ -71,8 +82,12 @@ class Server:
     def endpoint(self) -> str:
         return f"{self.host}:{self.port}"
 
-    def stop(self) -> None:
-        self.proc.terminate()
+    def stop(self, kill: bool = False) -> None:
+        """SIGTERM (the server stops cleanly), or SIGKILL (a crash), and wait for the exit."""
+        if kill:
+            self.proc.kill()
+        else:
+            self.proc.terminate()
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:

@@ -52,8 +52,8 @@ HEALTH_IDLE = 5.0
 HEALTH_TIMEOUT = 3.0
 #: seconds to wait for the server's SetupAckRequest (older servers send none)
 SETUP_ACK_TIMEOUT = 3.0
-#: the longest pause between two attempts to connect
-RECONNECT_CAP = 5.0
+#: the longest pause between two attempts to connect (a restarted server is found within it)
+RECONNECT_CAP = 2.0
 #: seconds between two warnings while connecting keeps failing
 WARN_EVERY = 60.0
 #: Nacos's errorCode for a connection it does not know (reconnect)

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Protocol
 from .._tasks import cancel_and_wait
 from ..dialects.nacos_grpc import LISTEN_CHUNK, NacosGrpcDialect
 from ..errors import ACMException
+from ..keys import cache_key
 from ..watch import ChangeFeed, ChangeSink, KeyState, backoff_delay
 from ..wire import Send
 from .codec import Message
@@ -46,7 +47,7 @@ RESYNC_INTERVAL = 300.0
 #: seconds a burst of added keys is given to gather into one listen
 GATHER = 0.005
 
-Key = tuple[str, str]
+Key = str  # the cache key (``KeyState.key``): no second key object per watched key
 
 
 class Mode(Protocol):
@@ -96,7 +97,7 @@ class PushFeed:
 
     @staticmethod
     def _key(state: KeyState) -> Key:
-        return state.item.data_id, state.item.group
+        return state.key
 
     @property
     def pollers(self) -> int:
@@ -168,8 +169,11 @@ class PushFeed:
         self._listen_wake.set()
 
     def _pushed(self, message: Message) -> None:
-        key = self.dialect.read_push(message.body)
-        if key is not None and key in self._states:
+        named = self.dialect.read_push(message.body)
+        if named is None:
+            return
+        key = cache_key(*named, self.dialect.namespace)
+        if key in self._states:
             self._dirty.add(key)
             self._refresh_wake.set()
 
@@ -224,6 +228,8 @@ class PushFeed:
                 logger.debug("unlisten of %d keys failed: %s", len(gone), exc)
             return True
         chunk = _take(self._to_listen)
+        if not self._to_listen:
+            self._to_listen = {}  # a drained dict keeps its table: 10,000 keys' worth
         if not chunk:
             return True
         request = dialect.listen([(state.item, state.md5) for state in chunk])
@@ -238,7 +244,8 @@ class PushFeed:
                     self._to_listen.setdefault(key, state)
             return False
         self._listened = True
-        changed = set(dialect.read_listen_answer(response))
+        namespace = dialect.namespace
+        changed = {cache_key(d, g, namespace) for d, g in dialect.read_listen_answer(response)}
         confirm = []
         for state in chunk:
             key = self._key(state)
