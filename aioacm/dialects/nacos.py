@@ -12,9 +12,9 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote_plus, urlencode
+from urllib.parse import quote, urlencode
 
 from .._version import __version__
 from ..auth import ClientCredentials, Credentials, sign
@@ -28,6 +28,12 @@ from ..errors import (
 from ..keys import Item, check_str, checked_data_id, checked_group, content_text
 from ..wire import Fetched, Request, Response, Send, Server, ServerPlan, Signer
 from . import Dialect
+from .nacos_listen import (
+    build_listen_response,
+    encode_listen_record,
+    parse_listen_records,
+    parse_listen_response,
+)
 
 if TYPE_CHECKING:
     from ..nacos_auth import NacosLogin
@@ -59,8 +65,6 @@ TYPE_HEADER = "Config-Type"
 DATA_KEY_HEADER = "Encrypted-Data-Key"
 DATA_KEY_FIELD = "encryptedDataKey"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded; charset=UTF-8"
-WORD_SEPARATOR = "\x02"
-LINE_SEPARATOR = "\x01"
 #: the namespace a 3.x server calls the default one; sent as "" (what 2.x expects)
 PUBLIC_NAMESPACE = "public"
 
@@ -145,66 +149,6 @@ def check_context_path(context_path: object) -> str:
     if not _PATH_PART.fullmatch(value):
         raise InvalidParameterError(f"context_path must be a plain path like /nacos, not {value!r}")
     return value
-
-
-# -- the long poll -----------------------------------------------------------------------------
-
-
-def encode_listen_record(data_id: str, group: str, md5: str, tenant: str) -> str:
-    """One key's record of ``Listening-Configs``, form-encoded (UTF-8)."""
-    record = f"{data_id}{WORD_SEPARATOR}{group}{WORD_SEPARATOR}{md5}"
-    if tenant:
-        record += f"{WORD_SEPARATOR}{tenant}"
-    return quote(record + LINE_SEPARATOR, safe="")
-
-
-def parse_listen_records(text: str) -> list[tuple[str, str, str, str]]:
-    """``Listening-Configs`` (decoded) as ``(data_id, group, md5, tenant)``.
-
-    Raises:
-        ValueError: a record with fewer than 3 or more than 4 fields.
-    """
-    entries = []
-    for record in text.split(LINE_SEPARATOR):
-        if not record:
-            continue
-        fields = record.split(WORD_SEPARATOR)
-        if len(fields) == 3:
-            fields.append("")
-        if len(fields) != 4:
-            raise ValueError(f"bad listening record with {len(fields)} fields")
-        data_id, group, md5, tenant = fields
-        entries.append((data_id, group, md5, tenant))
-    return entries
-
-
-def build_listen_response(keys: Iterable[tuple[str, str, str]]) -> str:
-    """A listener's answer from ``(data_id, group, tenant)`` keys (URL-encoded records)."""
-    records = "".join(
-        WORD_SEPARATOR.join([data_id, group, tenant] if tenant else [data_id, group])
-        + LINE_SEPARATOR
-        for data_id, group, tenant in keys
-    )
-    return quote(records, safe="")
-
-
-def parse_listen_response(body: bytes) -> list[tuple[str, str, str]] | None:
-    """``(data_id, group, tenant)`` of the keys a listener's answer names; None when the
-    answer is not made of such records."""
-    text = unquote_plus(body.decode("utf-8", errors="replace")).strip()
-    if not text:
-        return []
-    keys = []
-    for record in text.split(LINE_SEPARATOR):
-        record = record.strip("\r\n")
-        if not record:
-            continue
-        fields = record.split(WORD_SEPARATOR)
-        if len(fields) < 2 or len(fields) > 3 or not fields[0] or not fields[1]:
-            return None
-        tenant = normalize_namespace(fields[2]) if len(fields) == 3 else ""
-        keys.append((fields[0], fields[1], tenant))
-    return keys
 
 
 # -- signing -----------------------------------------------------------------------------------
@@ -514,4 +458,7 @@ class NacosHttpDialect(Dialect):
     def read_listen(self, response: Response) -> list[tuple[str, str, str]] | None:
         if response.status != 200:
             return None
-        return parse_listen_response(response.body)
+        keys = parse_listen_response(response.body)
+        if keys is None:
+            return None
+        return [(data_id, group, normalize_namespace(tenant)) for data_id, group, tenant in keys]

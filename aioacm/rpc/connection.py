@@ -143,8 +143,9 @@ class RpcConnection:
 
     def on_connect(self, callback: Callable[[int], None]) -> None:
         """Call ``callback(generation)`` on every new connection (from the supervisor task:
-        it must not block)."""
-        self._on_connect.append(callback)
+        it must not block). Registering the same callback twice is one registration."""
+        if callback not in self._on_connect:
+            self._on_connect.append(callback)
 
     def start(self) -> None:
         """Start connecting (idempotent; a no-op once closed)."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from .._tasks import cancel_and_wait
@@ -148,8 +148,8 @@ class PushFeed:
             return
         loop = asyncio.get_running_loop()
         self._tasks = [
-            loop.create_task(self._listen_loop(), name="aioacm.grpc.listen"),
-            loop.create_task(self._refresh_loop(), name="aioacm.grpc.refresh"),
+            loop.create_task(_supervised(self._listen_loop), name="aioacm.grpc.listen"),
+            loop.create_task(_supervised(self._refresh_loop), name="aioacm.grpc.refresh"),
         ]
 
     # -- news from the connection ----------------------------------------------------------
@@ -181,7 +181,16 @@ class PushFeed:
 
     async def _listen_loop(self) -> None:
         rpc = self.rpc
-        if await rpc.mode() == "http":
+        failures = 0
+        while True:
+            try:
+                mode = await rpc.mode()
+                break
+            except ACMException as exc:  # no server list yet (an address server down)
+                failures += 1
+                logger.warning("cannot reach Nacos to watch yet: %s", exc)
+                await asyncio.sleep(backoff_delay(failures))
+        if mode == "http":
             await self._fall_back()
             return
         connection = rpc.connection
@@ -284,6 +293,20 @@ class PushFeed:
                     if self._states.get(key) is state:
                         self._to_listen.setdefault(key, state)
                 self._listen_wake.set()
+
+
+async def _supervised(loop: Callable[[], Awaitable[None]]) -> None:
+    """Run a feed loop; an unexpected crash is logged with its traceback and the loop starts
+    again after a pause (a lost task would leave watchers silent)."""
+    failures = 0
+    while True:
+        try:
+            await loop()
+            return
+        except Exception:
+            failures += 1
+            logger.exception("gRPC change feed failed; restarting it")
+            await asyncio.sleep(backoff_delay(failures))
 
 
 def _take(queue: dict[Key, KeyState]) -> Sequence[KeyState]:
