@@ -113,6 +113,27 @@ async def test_auto_falls_back_to_http_without_a_grpc_port(
     assert any("using HTTP" in r.getMessage() for r in caplog.records)
 
 
+async def test_auto_decides_nothing_while_no_server_answers(
+    make_nacos: Callable[..., NacosClient],
+) -> None:
+    """A client started before its servers is not stuck on HTTP: with nothing answering it
+    raises, and speaks gRPC once the server is up."""
+    server = LocalACMServer()
+    await server.start()
+    await server.stop()  # its ports, free
+    server.set_config("a", "G", "1")
+    async with make_nacos(server.endpoint, protocol="auto", default_timeout=1) as client:
+        with pytest.raises(ServerUnavailableError, match="no Nacos server answers"):
+            await client.get("a", "G", no_snapshot=True)
+        assert client.stats().protocol == "nacos-auto"
+        await server.start()
+        try:
+            assert await client.get("a", "G") == "1"
+            assert client.stats().protocol == "nacos-grpc"
+        finally:
+            await server.stop()
+
+
 def test_an_unknown_protocol_is_refused_before_any_io() -> None:
     with pytest.raises(InvalidParameterError, match="protocol must be one of auto, grpc, http"):
         NacosClient("127.0.0.1:8848", protocol="grpcs")

@@ -160,9 +160,11 @@ class RpcConnection:
         return self._ready.is_set()
 
     async def wait_attempted(self, attempts: int = 1) -> bool:
-        """Wait until a connection is made or ``attempts`` attempts failed; whether one was."""
+        """Wait until a connection is made or ``attempts`` more attempts failed; whether one
+        was."""
         self.start()
-        while self.generation == 0 and self._failed_attempts < attempts and not self._closed:
+        target = self._failed_attempts + attempts
+        while self.generation == 0 and self._failed_attempts < target and not self._closed:
             self._attempted.clear()
             await self._attempted.wait()
         return self.generation > 0

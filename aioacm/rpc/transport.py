@@ -36,6 +36,8 @@ __all__ = ["RpcTransport"]
 logger = logging.getLogger(__name__)
 
 _NO_HEADERS: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
+#: what ``auto`` asks over HTTP to see whether the port answers at all (any status will do)
+_PROBE_PATH = "/v1/console/health/readiness"
 #: errorCode of a query that met a write in progress, and how often to ask again
 _CONFLICT, _CONFLICT_RETRIES = 400, 3
 
@@ -113,6 +115,23 @@ class RpcTransport:
                 GRPC_PORT_OFFSET,
             )
             return
+        # No gRPC answer. If HTTP answers, the server has no gRPC (Nacos 1.x, a proxy that
+        # passes only the HTTP port): HTTP for good. If nothing answers, decide nothing yet:
+        # a client started before its servers must not be stuck on HTTP.
+        probe = Request(
+            "GET",
+            self._dialect.context_path + _PROBE_PATH,
+            answers=frozenset(range(200, 600)),
+            signed=False,
+        )
+        try:
+            await self.http.send(probe, timeout=self._options.default_timeout)
+        except ServerUnavailableError as exc:
+            raise ServerUnavailableError(
+                f"no Nacos server answers, over gRPC (port +{GRPC_PORT_OFFSET}) or HTTP: {exc}",
+                status=exc.status,
+                server=exc.server,
+            ) from exc
         await self.connection.close()
         self._mode = "http"
         logger.info(
