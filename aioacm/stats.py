@@ -12,7 +12,8 @@ class ClientStats:
     """A read-out of one client (``client.stats()``), for dashboards and tests.
 
     Attributes:
-        protocol: the dialect's name (``acm``).
+        protocol: what the client speaks: ``acm``, ``nacos-http``, ``nacos-grpc``
+            (``nacos-auto`` while ``protocol="auto"`` has not decided yet).
         open: whether the client has opened and is not closed.
         server: ``host:port`` of the server in use, None before the list is loaded.
         watched_keys: keys watched.
