@@ -44,7 +44,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package."""
-    session.install("-e", ".[test]", MYPY, "types-aiofiles")
+    session.install("-e", ".[test]", MYPY, "types-aiofiles", "types-grpcio")
     session.run("mypy")
 
 
