@@ -92,8 +92,6 @@ class PushFeed:
         self._fallback: ChangeFeed | None = None
         self._closed = False
         self._listened = False  # a listen succeeded (on some connection)
-        #: batch listens sent (a read-out for tests)
-        self.listens = 0
 
     @staticmethod
     def _key(state: KeyState) -> Key:
@@ -242,7 +240,6 @@ class PushFeed:
         if not chunk:
             return True
         request = dialect.listen([(state.item, state.md5) for state in chunk])
-        self.listens += 1
         try:
             response = await self.send(request, timeout=timeout)
         except ACMException as exc:

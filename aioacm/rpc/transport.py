@@ -59,7 +59,6 @@ class RpcTransport:
         self.servers = http.servers
         self._dialect = dialect
         self._options = options
-        self._asked = protocol
         self._mode: str | None = "grpc" if protocol == "grpc" else None
         self._deciding = asyncio.Lock()
         self.connection = RpcConnection(
