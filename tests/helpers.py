@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import itertools
 import sys
 import textwrap
@@ -59,15 +60,22 @@ class CLIResult:
         return f"CLIResult(code={self.code}, out={self.out!r}, err={self.err!r})"
 
 
-async def cli(*argv: str, stdin: str = "") -> CLIResult:
-    """Run ``aioacm *argv`` in-process on the test's loop (HOME as the test set it)."""
-    import io
+class Terminal(io.StringIO):
+    """Standard input that is a terminal, with the user's answers typed in advance."""
 
+    def isatty(self) -> bool:
+        return True
+
+
+async def cli(*argv: str, stdin: str = "", terminal: bool = False) -> CLIResult:
+    """Run ``aioacm *argv`` in-process on the test's loop (HOME as the test set it); with
+    ``terminal``, stdin is a terminal (prompts are answered from ``stdin``)."""
     from aioacm.cli import run
     from aioacm.cli.console import Console
 
     out, err = io.StringIO(), io.StringIO()
-    code = await run(list(argv), Console(out, err, io.StringIO(stdin), env={}))
+    inp = Terminal(stdin) if terminal else io.StringIO(stdin)
+    code = await run(list(argv), Console(out, err, inp, env={}))
     return CLIResult(code, out.getvalue(), err.getvalue())
 
 

@@ -30,7 +30,11 @@ async def test_a_new_user_session(server: LocalACMServer, cli_home: Path) -> Non
         assert "Traceback" not in result.err
         return result.out
 
-    assert "Access check passed" in await aioacm("add", f"{server.endpoint}:ns-1", "-n", "dev")
+    added = await cli_process(
+        "add", f"{server.endpoint}:ns-1", "-n", "dev", home=cli_home, cwd=work
+    )
+    assert (added.code, added.out) == (OK, ""), added  # messages go to stderr
+    assert "Access check passed" in added.err
     await aioacm("push", "G/app.yaml", stdin="a: 中文\n".encode())
     assert await aioacm("pull", "G/app.yaml") == "a: 中文\n"
     assert await aioacm("list") == "G/app.yaml\n"
@@ -118,10 +122,12 @@ async def test_the_server_command_runs_the_bundled_server(cli_home: Path) -> Non
     assert proc.stdout is not None
     try:
         line = await _read_line(proc.stdout)
-        assert line.startswith("aioacm-server listening on 127.0.0.1:")
+        assert line.startswith("aioacm server listening on 127.0.0.1:")
         endpoint = line.split()[-1]
+        serving = await _read_line(proc.stdout)
+        assert re.search(r"ACM .* Nacos .*gRPC on port \d+", serving), serving
         result = await cli_process("add", f"{endpoint}:ns", home=cli_home, cwd=cli_home)
-        assert "Access check passed" in result.out, result
+        assert "Access check passed" in result.err, result
         proc.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(proc.wait(), 10) == 0
     finally:

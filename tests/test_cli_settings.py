@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 from helpers import cli, cli_process
 
-from aioacm.cli.adding import AddRequest, add_namespace, check_endpoint, split_spec
+from aioacm.cli.adding import (
+    AddRequest,
+    add_namespace,
+    check_endpoint,
+    parse_target,
+    split_spec,
+)
 from aioacm.cli.exits import SETTINGS, USAGE, CLIError
 from aioacm.cli.settings import Entry, Settings, client_kwargs, settings_path
 
@@ -35,6 +41,41 @@ SYNC_CLI = "acm.command"  # python -m acm.command: the sync SDK's CLI, as its `a
 )
 def test_split_spec(text: str, expected: tuple[str, str]) -> None:
     assert split_spec(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("127.0.0.1:8080:ns-1", ("127.0.0.1:8080", "ns-1", None)),
+        ("127.0.0.1:8080:", ("127.0.0.1:8080", "[default]", None)),
+        ("nacos://h/ns-1", ("nacos://h", "ns-1", None)),
+        ("NACOS://u@h:8848,h2:8849/ns-1/", ("nacos://h:8848,h2:8849", "ns-1", "u")),
+        ("nacos://me@corp@h", ("nacos://h", "[default]", "me@corp")),
+        ("nacos://h:8848/public", ("nacos://h:8848", "[default]", None)),
+        ("nacos://[::1]:8848/", ("nacos://[::1]:8848", "[default]", None)),
+    ],
+)
+def test_parse_target(text: str, expected: tuple[str, str, str | None]) -> None:
+    assert parse_target(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [
+        ("127.0.0.1:8080", "127.0.0.1:8080:NAMESPACE_ID"),
+        ("host:65535", "host:65535:NAMESPACE_ID"),
+        ("http://h:8080/ns", "nacos://"),
+        ("nacos://", "nacos://[USER@]HOST"),
+        ("nacos://@h/ns", "empty user name"),
+        ("nacos://h:99999/ns", "'h:99999'"),
+        ("nacos://h/bad ns", "Invalid namespace"),
+    ],
+)
+def test_parse_target_refuses_with_the_expected_shape(text: str, hint: str) -> None:
+    with pytest.raises(CLIError) as info:
+        parse_target(text)
+    assert info.value.code == USAGE
+    assert hint in info.value.message
 
 
 @pytest.mark.parametrize("endpoint", ["host", "host:1", "10.0.0.1:65535", "[::1]:8080"])

@@ -58,7 +58,7 @@ async def test_round_trip_through_a_folder_and_a_zip(
     folder = tmp_path / "out"
     exported = await cli("export", "-d", str(folder))
     assert exported.code == OK, exported
-    assert "Exported 300 items" in exported.out
+    assert "Exported 300 items" in exported.err
     # the sync CLI's layout: DEFAULT_GROUP at the top, other groups in folders
     assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["APP", "DB", "cache.v2"]
     assert (folder / "item-000.properties").read_bytes() == items[
@@ -117,15 +117,17 @@ async def test_export_delete_removes_only_what_the_namespace_lacks(
         (folder / path).write_text("old")
     (folder / "G" / "nested").mkdir()
 
-    declined = await cli("export", "-d", str(folder), "--delete", stdin="maybe\nn\n")
-    assert declined.code == OK
+    declined = await cli(
+        "export", "-d", str(folder), "--delete", stdin="maybe\nn\n", terminal=True
+    )
+    assert declined.code == FAILURE
     assert "Please answer y or n" in declined.err
     assert (folder / "stale-top").exists()
-    assert (folder / "kept").read_text() == "1"
+    assert not (folder / "kept").exists()  # cancelled: nothing exported either
 
-    accepted = await cli("export", "-d", str(folder), "--delete", stdin="y\n")
+    accepted = await cli("export", "-d", str(folder), "--delete", stdin="y\n", terminal=True)
     assert accepted.code == OK, accepted
-    assert "deleted 4 paths" in accepted.out
+    assert "deleted 4 paths" in accepted.err
     left = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
     assert left == [".git/objects/ab/cd", "G/.keep", "G/kept", "kept"]
     assert not (folder / "G" / "nested").exists()
@@ -149,10 +151,10 @@ async def test_import_delete_removes_items_missing_from_the_source(
     server.set_config("extra", "G", "y", tenant="ns-2")
 
     declined = await cli("import", "-d", str(folder), "-n", "dst", "--delete", stdin="")
-    assert declined.code == OK
+    assert declined.code == USAGE  # nobody to ask: nothing imported, nothing deleted
     assert "DEFAULT_GROUP/extra" in declined.err
     assert "G/extra" in declined.err
-    assert len(stored(server, "ns-2")) == 4
+    assert len(stored(server, "ns-2")) == 2
 
     forced = await cli("import", "-d", str(folder), "-n", "dst", "--delete", "--force")
     assert forced.code == OK, forced

@@ -9,9 +9,19 @@ from dataclasses import dataclass
 from ..errors import InvalidParameterError
 from ..keys import validate_namespace
 from .exits import USAGE, CLIError
-from .settings import DEFAULT_ENDPOINT, DEFAULT_NAMESPACE, Entry, Settings, now
+from .settings import DEFAULT_ENDPOINT, DEFAULT_NAMESPACE, NACOS_SCHEME, Entry, Settings, now
 
-__all__ = ["AddRequest", "add_namespace", "check_endpoint", "split_spec"]
+__all__ = [
+    "NACOS_SCHEME",
+    "AddRequest",
+    "add_namespace",
+    "check_endpoint",
+    "parse_target",
+    "split_nacos_spec",
+    "split_spec",
+]
+
+NACOS_SHAPE = "expected nacos://[USER@]HOST[:PORT][,HOST[:PORT]...]/NAMESPACE_ID"
 
 
 def check_endpoint(endpoint: str) -> str:
@@ -39,7 +49,8 @@ def split_spec(text: str) -> tuple[str, str]:
 
     The endpoint may carry a port (``127.0.0.1:8080:ns-1``): a number between the first two
     colons is a port. Without a colon the endpoint is ``acm.aliyun.com``. An empty namespace
-    id is the default namespace, ``[default]``.
+    id is the default namespace, ``[default]``. A Nacos target (``nacos://...``) is split by
+    ``split_nacos_spec`` instead.
     """
     if text.startswith("["):  # [IPv6]:port:namespace
         end = text.find("]")
@@ -54,6 +65,76 @@ def split_spec(text: str) -> tuple[str, str]:
     if sep and port.isdigit():
         host, rest = f"{host}:{port}", namespace
     return host, rest or DEFAULT_NAMESPACE
+
+
+def split_nacos_spec(text: str) -> tuple[str, str, str | None]:
+    """Split ``nacos://[USER@]HOST[:PORT][,HOST[:PORT]...][/NAMESPACE_ID]``.
+
+    Returns:
+        ``(endpoint, namespace_id, username)``: the endpoint is ``nacos://`` and the servers
+        (the settings file's key for them), the namespace id ``[default]`` (Nacos's public
+        namespace) when none is given, the username None when none is given.
+
+    Raises:
+        CLIError: (USAGE) no servers, a bad server, or a bad namespace id.
+    """
+    rest = text[len(NACOS_SCHEME) :]
+    servers, _slash, namespace_id = rest.partition("/")
+    username: str | None = None
+    if "@" in servers:
+        username, _at, servers = servers.rpartition("@")
+        if not username:
+            raise CLIError(f"invalid Nacos target {text!r}: empty user name before '@'", USAGE)
+    if not servers:
+        raise CLIError(f"invalid Nacos target {text!r}: {NACOS_SHAPE}", USAGE)
+    for server in servers.split(","):
+        try:
+            check_endpoint(server)
+        except CLIError:
+            raise CLIError(
+                f"invalid Nacos server {server!r} in {text!r}: {NACOS_SHAPE}", USAGE
+            ) from None
+    namespace_id = namespace_id.rstrip("/")
+    if namespace_id in ("", "public"):
+        namespace_id = DEFAULT_NAMESPACE
+    return NACOS_SCHEME + servers, namespace_id, username
+
+
+def parse_target(text: str) -> tuple[str, str, str | None]:
+    """An ACM (``ENDPOINT:NAMESPACE_ID``) or Nacos (``nacos://...``) target, checked.
+
+    Returns:
+        ``(endpoint, namespace_id, username)`` (username only for Nacos targets).
+
+    Raises:
+        CLIError: (USAGE) a malformed target, with the shape expected; in particular
+            ``HOST:PORT`` without a namespace id (ambiguous: the port would become the
+            namespace id).
+    """
+    if text.lower().startswith(NACOS_SCHEME):
+        endpoint, namespace_id, username = split_nacos_spec(NACOS_SCHEME + text[8:])
+        _check_namespace_id(namespace_id)
+        return endpoint, namespace_id, username
+    if "://" in text:
+        raise CLIError(
+            f"invalid namespace {text!r}: expected ENDPOINT:NAMESPACE_ID for ACM"
+            f" or {NACOS_SHAPE.removeprefix('expected ')} for Nacos",
+            USAGE,
+        )
+    endpoint, namespace_id = split_spec(text)
+    check_endpoint(endpoint)
+    if ":" not in endpoint.rpartition("]")[2] and _looks_like_port(namespace_id):
+        raise CLIError(
+            f"{text!r} looks like HOST:PORT without a namespace id: use"
+            f" {text}:NAMESPACE_ID (or {text}: for the default namespace)",
+            USAGE,
+        )
+    _check_namespace_id(namespace_id)
+    return endpoint, namespace_id, None
+
+
+def _looks_like_port(text: str) -> bool:
+    return text.isdigit() and 0 < int(text) < 65536
 
 
 def _check_namespace_id(namespace_id: str) -> str:
@@ -84,6 +165,8 @@ class AddRequest:
     kms_endpoint: str | None = None
     kms_protocol: str | None = None
     ram_metadata_url: str | None = None
+    # Nacos targets: the password of the user named in ``nacos://USER@...``
+    password: str | None = None
 
 
 def _unique_alias(settings: Settings, request: AddRequest, endpoint: str, namespace_id: str) -> str:
@@ -124,9 +207,17 @@ def add_namespace(settings: Settings, request: AddRequest) -> tuple[Entry, list[
     Raises:
         CLIError: (USAGE) a bad endpoint, namespace id or alias, or missing KMS settings.
     """
-    endpoint, namespace_id = split_spec(request.spec)
-    check_endpoint(endpoint)
-    _check_namespace_id(namespace_id)
+    endpoint, namespace_id, username = parse_target(request.spec)
+    if endpoint.startswith(NACOS_SCHEME):
+        if request.password is not None and username is None:
+            raise CLIError(
+                f"a password needs a user: {NACOS_SCHEME}USER@{endpoint[len(NACOS_SCHEME) :]}/...",
+                USAGE,
+            )
+        if username is not None and not request.password:
+            raise CLIError(f"no password given for the Nacos user {username!r}", USAGE)
+    elif request.password is not None:
+        raise CLIError("a password is for Nacos targets (nacos://USER@HOST/NAMESPACE_ID)", USAGE)
     alias = _unique_alias(settings, request, endpoint, namespace_id)
     old_endpoint = settings.endpoints.get(endpoint)
     old = (old_endpoint or {}).get("namespaces", {}).get(namespace_id)
@@ -185,6 +276,8 @@ def add_namespace(settings: Settings, request: AddRequest) -> tuple[Entry, list[
             "key_id": None,
             "ram_role_name": request.ram_role_name,
         }
+        if username is not None:
+            ns["username"], ns["password"] = username, request.password
         if request.kms:
             ns["kms_ak"] = request.kms_ak or request.ak
             ns["kms_secret"] = request.kms_secret or request.sk
@@ -196,6 +289,8 @@ def add_namespace(settings: Settings, request: AddRequest) -> tuple[Entry, list[
             value = getattr(request, name)
             if value is not None:
                 ns[name] = value
+        if username is not None:
+            ns["username"], ns["password"] = username, request.password
         if request.alias is not None:
             ns["alias"] = alias
         if request.kms:

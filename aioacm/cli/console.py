@@ -4,6 +4,7 @@ when stderr is a terminal, prompts, and raw bytes on stdout."""
 from __future__ import annotations
 
 import contextlib
+import getpass
 import os
 import shutil
 import time
@@ -98,6 +99,11 @@ class Console:
         label = self._paint("error:", "red", self.err_color)
         print(f"aioacm: {label} {text}", file=self.err, flush=True)
 
+    @property
+    def can_ask(self) -> bool:
+        """Whether a question can be answered: stdin is a terminal."""
+        return _isatty(self.inp)
+
     def confirm(self, question: str) -> bool:
         """Ask ``question (y/n)`` on stderr until the answer is y or n; end of input is "n".
 
@@ -121,6 +127,25 @@ class Console:
             if answer in ("n", "no"):
                 return False
             print("Please answer y or n.", file=self.err, flush=True)
+
+    def secret(self, prompt: str) -> str | None:
+        """Ask for a secret on the terminal without echoing it; None when stdin is not a
+        terminal (nobody to ask) or the answer is empty.
+
+        Raises:
+            CLIError: (INTERRUPTED) Ctrl-C at the prompt.
+        """
+        if not _isatty(self.inp):
+            return None
+        try:
+            with self.prompt_guard():
+                answer = getpass.getpass(prompt, stream=self.err)
+        except KeyboardInterrupt:
+            print(file=self.err, flush=True)
+            raise CLIError("interrupted", INTERRUPTED) from None
+        except EOFError:
+            return None
+        return answer or None
 
     def progress(self, label: str, total: int) -> Progress:
         """A progress bar on stderr, drawn only when stderr is a terminal."""

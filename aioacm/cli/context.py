@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass, field
 
+from ..base import ConfigClient
 from ..client import ACMClient
 from ..dialects.acm import normalize_group, validate_data_id
 from ..errors import InvalidOptionError, InvalidParameterError
+from ..nacos import NacosClient
+from .adding import parse_target
 from .console import Console
 from .exits import SETTINGS, USAGE, CLIError
 from .settings import Entry, Settings, client_kwargs
 
-__all__ = ["Context", "parse_key"]
+__all__ = ["PASSWORD_ENV", "Context", "parse_key"]
+
+#: Where ``add`` and ad hoc ``nacos://USER@...`` targets find a Nacos password when no
+#: ``--password`` was given (before asking on the terminal).
+PASSWORD_ENV = "AIOACM_NACOS_PASSWORD"
 
 # The CLI shows the server's answer: it writes no snapshot and falls back to none (no_snapshot),
 # and does not read failover files from the working directory as the library does by default.
@@ -57,8 +65,62 @@ class Context:
             self._settings = Settings.load()
         return self._settings
 
-    def client_for(self, entry: Entry) -> ACMClient:
-        """A client for one settings entry (not opened: use ``async with``).
+    def password(self, username: str, given: str | None = None) -> str | None:
+        """A Nacos user's password: ``given`` (``--password``), else ``$AIOACM_NACOS_PASSWORD``,
+        else asked on the terminal (not echoed); None when none of them has one."""
+        if given:
+            return given
+        env = os.environ.get(PASSWORD_ENV)
+        if env:
+            return env
+        return self.console.secret(f"Password for Nacos user {username}: ")
+
+    def resolve(self, name: str | None, *, ad_hoc: bool = True) -> Entry:
+        """The namespace ``-n name`` picks: an alias, or a target (``ENDPOINT:NAMESPACE_ID``,
+        ``nacos://[USER@]HOST[:PORT]/NAMESPACE_ID``) that was added; else, with ``ad_hoc``,
+        a target that was never added, used as given (no keys) and saved nowhere. None: the
+        namespace in use.
+
+        Raises:
+            CLIError: (SETTINGS) no such namespace, none configured or in use; (USAGE) a
+                malformed target.
+        """
+        settings = self.settings
+        if name is None:
+            return settings.resolve(None)
+        entry = settings.find(name)
+        if entry is not None:
+            return entry
+        if ":" not in name:  # an alias: aliases have no ":"
+            if not settings.entries():
+                settings.resolve(None)  # "no namespace configured yet: run aioacm add ..."
+            raise CLIError(
+                f"no namespace aliased {name!r}: see 'aioacm show', or give"
+                " ENDPOINT:NAMESPACE_ID or nacos://HOST[:PORT]/NAMESPACE_ID",
+                SETTINGS,
+            )
+        endpoint, namespace_id, username = parse_target(name)
+        for known in settings.entries():
+            same = (known.endpoint, known.namespace_id) == (endpoint, namespace_id)
+            if same and username in (None, known.username):
+                return known
+        if not ad_hoc:
+            raise CLIError(f"{name} was never added: run 'aioacm add {name}' first", SETTINGS)
+        info: dict[str, object] = {"alias": None}
+        if username is not None:
+            password = self.password(username)
+            if not password:
+                raise CLIError(
+                    f"no password for the Nacos user {username!r}: set {PASSWORD_ENV}, run on"
+                    f" a terminal to be asked, or save it with 'aioacm add {name}'",
+                    USAGE,
+                )
+            info.update(username=username, password=password)
+        return Entry(endpoint, namespace_id, {"tls": False, "namespaces": {}}, info)
+
+    def client_for(self, entry: Entry) -> ConfigClient:
+        """A client for one settings entry (not opened: use ``async with``): an ``ACMClient``,
+        or a ``NacosClient`` for a Nacos target.
 
         Raises:
             CLIError: (SETTINGS) the entry asks for something this aioacm cannot do, or holds
@@ -66,13 +128,15 @@ class Context:
         """
         self.entry = entry
         local = self.settings.path.parent / _LOCAL_FOLDER
+        stores = {
+            "no_snapshot": True,
+            "snapshot_base": str(local / "snapshot"),
+            "failover_base": str(local / "failover"),
+        }
         try:
-            return ACMClient(
-                **client_kwargs(entry),
-                no_snapshot=True,
-                snapshot_base=str(local / "snapshot"),
-                failover_base=str(local / "failover"),
-            )
+            if entry.kind == "nacos":
+                return NacosClient(**client_kwargs(entry), **stores)
+            return ACMClient(**client_kwargs(entry), **stores)
         except InvalidOptionError as exc:
             raise CLIError(f"{entry.describe()}: {exc}", SETTINGS) from None
         except InvalidParameterError as exc:
@@ -80,7 +144,6 @@ class Context:
                 f"the settings of {entry.describe()} are invalid: {exc}", SETTINGS
             ) from None
 
-    def client(self, name: str | None) -> ACMClient:
-        """A client for the namespace ``-n name`` picks (alias or ``endpoint:namespace_id``),
-        else the one in use."""
-        return self.client_for(self.settings.resolve(name))
+    def client(self, name: str | None) -> ConfigClient:
+        """A client for the namespace ``-n name`` picks (see ``resolve``)."""
+        return self.client_for(self.resolve(name))

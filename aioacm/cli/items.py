@@ -62,9 +62,12 @@ async def push(ctx: Context) -> int:
     """Publish one item from ``-f FILE`` or stdin."""
     group, data_id = parse_key(ctx.args.data_id)
     content = read_input(ctx, ctx.args.file)
+    if not content:  # an empty pipe is almost always a mistake upstream (`cat missing |`)
+        source = ctx.args.file or "standard input"
+        raise CLIError(
+            f"nothing to push: {source} is empty; pipe the content in or give -f FILE", USAGE
+        )
     async with ctx.client(ctx.args.namespace) as client:
         await client.publish(data_id, group, content)
-    ctx.console.print(
-        f"Pushed {ctx.console.paint(f'{group}/{data_id}', 'green')} to {_where(ctx)}."
-    )
+    ctx.console.info(f"Pushed {group}/{data_id} to {_where(ctx)}.")
     return OK

@@ -11,7 +11,7 @@ import sys
 import traceback
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 
-from ..errors import AccessDeniedError, ACMException, ServerUnavailableError
+from ..errors import AccessDeniedError, ACMException
 from . import items, namespaces, transfer, watching
 from .console import Console
 from .context import Context
@@ -68,9 +68,12 @@ def describe(exc: ACMException, ctx: Context) -> str:
     entry = ctx.entry
     if isinstance(exc, AccessDeniedError):
         where = f" to {entry.describe()}" if entry is not None else ""
-        return f"access denied{where}: {exc}; check the AccessKey/SecretKey ('aioacm current')"
-    if isinstance(exc, ServerUnavailableError) and entry is not None:
-        return f"cannot reach ACM at {entry.endpoint}: {exc}"
+        what = "the AccessKey/SecretKey"
+        if entry is not None and entry.kind == "nacos":
+            what = "the user name and password"
+            if entry.username is None:
+                what = "whether the server needs a login (nacos://USER@HOST/...)"
+        return f"access denied{where}: {exc}; check {what} ('aioacm current')"
     return str(exc)
 
 
@@ -177,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if first is not None and args[first] == "server" and set(args[:first]) <= {"--debug"}:
         from ..server.__main__ import main as server_main
 
-        return server_main(args[first + 1 :])
+        return server_main(args[first + 1 :], prog="aioacm server")
     try:
         return asyncio.run(_run_until_signal(args))
     except KeyboardInterrupt:  # before the handlers were installed, or after

@@ -9,7 +9,10 @@ from .exits import EXIT_CODES
 
 __all__ = ["build_parser"]
 
-_NS_HELP = "namespace to use: its alias or ENDPOINT:NAMESPACE_ID (default: the one in use)"
+_NS_HELP = (
+    "namespace to use: its alias, or ENDPOINT:NAMESPACE_ID (ACM) or"
+    " nacos://[USER@]HOST[:PORT]/NAMESPACE_ID (Nacos), added or not (default: the one in use)"
+)
 
 
 def _epilog() -> str:
@@ -28,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``aioacm`` argument parser."""
     parser = argparse.ArgumentParser(
         prog="aioacm",
-        description="Manage Alibaba Cloud ACM config items from the command line.",
+        description="Manage the config items of Alibaba Cloud ACM and Nacos servers.",
         epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -41,15 +44,25 @@ def build_parser() -> argparse.ArgumentParser:
     add = sub.add_parser(
         "add",
         help="add a namespace, or update one",
-        description="Add a namespace to ~/.acm.json, or update it if it is there.",
-        epilog="example: aioacm add acm.aliyun.com:ea61357b-0000 -a AK -s SK -n dev\n"
-        "         aioacm add 127.0.0.1:8080:ns-1 -n local",
+        description="Add a namespace of ACM or Nacos to ~/.acm.json, or update it if it is"
+        " there.",
+        epilog="examples: aioacm add acm.aliyun.com:ea61357b-0000 -a AK -s SK -n dev\n"
+        "          aioacm add 127.0.0.1:8080:ns-1 -n local\n"
+        "          aioacm add nacos://nacos@127.0.0.1:8848/ns-1 -n nacos   (asks the password)\n"
+        "          aioacm add nacos://10.0.0.1,10.0.0.2:8848/ -n prod      (public namespace)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add.add_argument(
         "namespace",
-        metavar="ENDPOINT:NAMESPACE_ID",
-        help="the endpoint (HOST or HOST:PORT; acm.aliyun.com when left out) and namespace id",
+        metavar="TARGET",
+        help="ACM: ENDPOINT:NAMESPACE_ID (ENDPOINT is HOST or HOST:PORT, acm.aliyun.com when"
+        " left out); Nacos: nacos://[USER@]HOST[:PORT][,HOST[:PORT]...]/NAMESPACE_ID (port"
+        " 8848 when left out; no NAMESPACE_ID: the public namespace)",
+    )
+    add.add_argument(
+        "--password",
+        help="the Nacos user's password (default: $AIOACM_NACOS_PASSWORD, else asked on the"
+        " terminal; the prompt keeps it out of the shell's history)",
     )
     add.add_argument("-a", dest="ak", help="AccessKey (not needed with a RAM role)")
     add.add_argument("-s", dest="sk", help="SecretKey (not needed with a RAM role)")

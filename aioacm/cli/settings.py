@@ -2,7 +2,9 @@
 
 The file is ``{"endpoints": {endpoint: {"tls", "is_current", "region_id", "kms_enabled",
 "namespaces": {namespace_id: {"ak", "sk", "alias", "is_current", "updated", "kms_ak",
-"kms_secret", "key_id", "ram_role_name"}}}}}``; the default namespace is ``[default]``. It is
+"kms_secret", "key_id", "ram_role_name"}}}}}``; the default namespace is ``[default]``. A Nacos
+target is an endpoint named ``nacos://HOST[:PORT][,...]`` whose namespaces may also hold
+``username`` and ``password`` (the sync CLI lists such an endpoint and leaves it alone). It is
 read and written as a plain dict, so fields another tool added survive. Writes go to a
 temporary file (mode 0600: the file holds secret keys) that is fsynced and renamed over the
 target, following a symlink to the real file.
@@ -24,6 +26,7 @@ from .exits import SETTINGS, CLIError
 __all__ = [
     "DEFAULT_ENDPOINT",
     "DEFAULT_NAMESPACE",
+    "NACOS_SCHEME",
     "SETTINGS_NAME",
     "Entry",
     "Settings",
@@ -35,6 +38,7 @@ __all__ = [
 SETTINGS_NAME = ".acm.json"
 DEFAULT_ENDPOINT = "acm.aliyun.com"
 DEFAULT_NAMESPACE = "[default]"
+NACOS_SCHEME = "nacos://"
 _ADD_HINT = "aioacm add ENDPOINT:NAMESPACE_ID -a ACCESS_KEY -s SECRET_KEY"
 
 
@@ -67,9 +71,22 @@ class Entry:
     info: dict[str, Any]
 
     @property
+    def kind(self) -> str:
+        """``"nacos"`` for a Nacos target (``nacos://...``), else ``"acm"``."""
+        return "nacos" if self.endpoint.startswith(NACOS_SCHEME) else "acm"
+
+    @property
     def spec(self) -> str:
-        """``endpoint:namespace_id``."""
+        """``endpoint:namespace_id`` (ACM), ``nacos://servers/namespace_id`` (Nacos)."""
+        if self.kind == "nacos":
+            return f"{self.endpoint}/{'' if self.namespace is None else self.namespace_id}"
         return f"{self.endpoint}:{self.namespace_id}"
+
+    @property
+    def username(self) -> str | None:
+        """The Nacos user name, if the target logs in."""
+        name = self.info.get("username")
+        return name if isinstance(name, str) and name else None
 
     @property
     def alias(self) -> str:
@@ -90,16 +107,33 @@ class Entry:
 
 
 def client_kwargs(entry: Entry) -> dict[str, Any]:
-    """The ``ACMClient(...)`` keyword arguments for one settings entry.
+    """The ``ACMClient(...)`` (or, for a Nacos target, ``NacosClient(...)``) keyword arguments
+    for one settings entry.
 
     Mirrors the sync CLI: ak/sk and the RAM role name for the namespace, ``tls`` as
-    ``tls_enabled``, and the KMS settings only when the endpoint has ``kms_enabled``.
+    ``tls_enabled``, and the KMS settings only when the endpoint has ``kms_enabled``. A Nacos
+    target gives its servers, and its user name and password when it logs in.
 
     Raises:
-        CLIError: only one of the AccessKey and the SecretKey is set.
+        CLIError: only one of the AccessKey and the SecretKey is set, or a Nacos user has no
+            password.
     """
     info, endpoint_info = entry.info, entry.endpoint_info
-    kwargs: dict[str, Any] = {"endpoint": entry.endpoint, "namespace": entry.namespace}
+    kwargs: dict[str, Any] = {"namespace": entry.namespace}
+    if entry.kind == "nacos":
+        kwargs["server_addresses"] = entry.endpoint[len(NACOS_SCHEME) :]
+        if entry.username is not None:
+            password = info.get("password")
+            if not isinstance(password, str) or not password:
+                raise CLIError(
+                    f"{entry.spec}: the user {entry.username!r} has no password: run"
+                    f" 'aioacm add {NACOS_SCHEME}{entry.username}@"
+                    f"{entry.spec[len(NACOS_SCHEME) :]}' again",
+                    SETTINGS,
+                )
+            kwargs["username"], kwargs["password"] = entry.username, password
+    else:
+        kwargs["endpoint"] = entry.endpoint
     ak, sk = info.get("ak"), info.get("sk")
     if ak and sk:
         kwargs["ak"], kwargs["sk"] = ak, sk

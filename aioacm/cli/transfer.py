@@ -10,6 +10,7 @@ reported.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -32,7 +33,14 @@ from .local import (
 )
 from .settings import Entry
 
-__all__ = ["CONCURRENCY", "export", "import_", "list_namespace"]
+__all__ = [
+    "CONCURRENCY",
+    "check_export_target",
+    "confirm_delete",
+    "export",
+    "import_",
+    "list_namespace",
+]
 
 # Requests in flight at once: enough to hide the round trip, few enough not to flood a server.
 CONCURRENCY = 32
@@ -129,42 +137,88 @@ def fail(console: Console, failures: list[tuple[Key, Exception]], total: int, wh
     return codes.pop() if len(codes) == 1 else FAILURE
 
 
-def _confirm_delete(ctx: Context, header: str, what: list[str], question: str) -> bool:
+def confirm_delete(ctx: Context, header: str, what: list[str], question: str, verb: str) -> None:
+    """Show what ``--delete`` would delete and ask first, unless ``--force``.
+
+    Nothing was changed yet when this raises: a declined deletion cancels the whole command
+    rather than leaving it half done behind an exit code of 0.
+
+    Raises:
+        CLIError: (USAGE) nobody to ask (stdin is not a terminal) and no ``--force``;
+            (FAILURE) the user said no.
+    """
     console = ctx.console
     console.info(header)
-    for line in what:
+    for line in what[:_SHOWN_FAILURES]:
         console.info(f"  - {line}")
+    if len(what) > _SHOWN_FAILURES:
+        console.info(f"  ... and {len(what) - _SHOWN_FAILURES} more")
     if ctx.args.force:
-        return True
-    return console.confirm(question)
+        return
+    if not console.can_ask:
+        raise CLIError(
+            f"--delete needs a yes on a terminal, or --force: nothing was {verb} or deleted",
+            USAGE,
+        )
+    if not console.confirm(question):
+        raise CLIError(
+            f"cancelled: nothing was {verb} or deleted (run without --delete to keep those)",
+            FAILURE,
+        )
+
+
+def check_export_target(folder: Path | None, zip_path: Path) -> None:
+    """Refuse a local path ``export`` cannot write, before anything is downloaded; create the
+    export folder.
+
+    Raises:
+        CLIError: (USAGE) naming the user's path and what is wrong with it.
+    """
+    if folder is not None:
+        if folder.exists() and not folder.is_dir():
+            raise CLIError(f"cannot export to {folder}: it exists and is not a folder", USAGE)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CLIError(f"cannot create the folder {folder}: {_reason(exc)}", USAGE) from None
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise CLIError(f"cannot write into {folder}: permission denied", USAGE)
+        return
+    if zip_path.is_dir():
+        raise CLIError(f"cannot export to {zip_path}: it is a folder (use -d for a folder)", USAGE)
+    parent = zip_path.absolute().parent
+    if not parent.is_dir():
+        raise CLIError(f"cannot write {zip_path}: the folder {parent} does not exist", USAGE)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CLIError(f"cannot write {zip_path}: permission denied in {parent}", USAGE)
+    if zip_path.exists() and not os.access(zip_path, os.W_OK):
+        raise CLIError(f"cannot write {zip_path}: permission denied", USAGE)
 
 
 async def export(ctx: Context) -> int:
     """Copy every item of a namespace to a folder (``-d``) or a zip (``-f``)."""
     args, console = ctx.args, ctx.console
-    entry = ctx.settings.resolve(args.namespace)
+    entry = ctx.resolve(args.namespace)
     folder = Path(args.dir) if args.dir else None
     target = folder if folder is not None else Path(args.file) if args.file else default_zip(entry)
-    if folder is not None and folder.exists() and not folder.is_dir():
-        raise CLIError(f"{folder} exists and is not a folder", USAGE)
     if folder is None and (args.delete or args.force):
         console.warn("--delete and --force apply to export folders (-d) only: ignored")
+    check_export_target(folder, target)
     async with ctx.client_for(entry) as client:
         listed = await list_namespace(client)
         keys = sorted(listed)
         stale: list[Path] = []
-        if folder is not None:
-            folder.mkdir(parents=True, exist_ok=True)
-            if args.delete:
-                stale = await asyncio.to_thread(stale_paths, folder, set(keys))
-                if stale and not _confirm_delete(
+        if folder is not None and args.delete:
+            stale = await asyncio.to_thread(stale_paths, folder, set(keys))
+            if stale:
+                confirm_delete(
                     ctx,
                     f"{plural(len(stale), 'path')} in {folder} not in {entry.describe()}:",
                     [str(p) for p in stale],
                     "Delete them after the export?",
-                ):
-                    stale = []
-        console.print(f"Exporting {plural(len(keys), 'item')} of {entry.describe()} to {target}")
+                    "exported",
+                )
+        console.info(f"Exporting {plural(len(keys), 'item')} of {entry.describe()} to {target}")
         # Content the listing carried (md5-checked) needs no request; the rest is fetched.
         contents = {key: content for key, content in listed.items() if content is not None}
 
@@ -196,7 +250,7 @@ async def export(ctx: Context) -> int:
     for error in errors:
         console.error(error)
     done = f"Exported {plural(len(keys), 'item')} to {target}"
-    console.print(done + (f"; deleted {plural(len(stale), 'path')}." if stale else "."))
+    console.info(done + (f"; deleted {plural(len(stale), 'path')}." if stale else "."))
     return FAILURE if errors else OK
 
 
@@ -246,7 +300,7 @@ def _one_per_key(items: list[LocalItem]) -> list[LocalItem]:
 async def import_(ctx: Context) -> int:
     """Publish every file of a folder (``-d``) or zip (``-f``) to a namespace."""
     args, console = ctx.args, ctx.console
-    entry = ctx.settings.resolve(args.namespace)
+    entry = ctx.resolve(args.namespace)
     folder = Path(args.dir) if args.dir else None
     source = folder if folder is not None else Path(args.file) if args.file else default_zip(entry)
     items, notes = await asyncio.to_thread(_read_source, folder, source)
@@ -267,14 +321,15 @@ async def import_(ctx: Context) -> int:
                 for k in (Key(i["group"] or DEFAULT_GROUP, i["dataId"]) for i in remote)
                 if k not in local
             )
-            if stale and not _confirm_delete(
-                ctx,
-                f"{plural(len(stale), 'item')} of {entry.describe()} not in {source}:",
-                [str(k) for k in stale],
-                "Delete them after the import?",
-            ):
-                stale = []
-        console.print(f"Importing {plural(len(items), 'item')} from {source} to {entry.describe()}")
+            if stale:
+                confirm_delete(
+                    ctx,
+                    f"{plural(len(stale), 'item')} of {entry.describe()} not in {source}:",
+                    [str(k) for k in stale],
+                    "Delete them after the import?",
+                    "imported",
+                )
+        console.info(f"Importing {plural(len(items), 'item')} from {source} to {entry.describe()}")
 
         def job(item: LocalItem) -> Callable[[], Awaitable[None]]:
             async def run() -> None:
@@ -300,5 +355,5 @@ async def import_(ctx: Context) -> int:
         if failures:
             return fail(console, failures, len(stale), "the others were deleted")
     done = f"Imported {plural(len(items), 'item')} to {entry.describe()}"
-    console.print(done + (f"; deleted {plural(len(stale), 'item')}." if stale else "."))
+    console.info(done + (f"; deleted {plural(len(stale), 'item')}." if stale else "."))
     return OK

@@ -13,6 +13,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from .server import LocalACMServer
 
@@ -33,15 +34,51 @@ def _user(text: str) -> tuple[str, str]:
     return username, password
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="aioacm-server",
-        description="A config server speaking ACM and Nacos (HTTP, and gRPC on the HTTP port"
-        " + 1000) for tests and local development.",
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, not {text!r}")
+    return port
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, not {text!r}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors as one line (the usage is one ``--help`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _parser(prog: str) -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=prog,
+        description="A config server for tests and local development, speaking ACM"
+        " (/diamond-server) and Nacos (/nacos over HTTP, and gRPC on the HTTP port + 1000),"
+        " over one store.",
+        epilog="clients: ACMClient('HOST:PORT') or 'aioacm add HOST:PORT:NAMESPACE_ID' for"
+        " ACM;\n         NacosClient('HOST:PORT') or 'aioacm add nacos://HOST:PORT/' for Nacos",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument(
-        "--port", type=int, default=8080, help="port to listen on; 0 picks a free one"
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port",
+        type=_port,
+        default=8080,
+        help="HTTP port to listen on; 0 picks a free one (default: %(default)s)",
     )
     parser.add_argument(
         "--no-grpc",
@@ -50,7 +87,9 @@ def _parser() -> argparse.ArgumentParser:
         help="do not serve Nacos's gRPC API (on the HTTP port + 1000)",
     )
     parser.add_argument(
-        "--data", metavar="FILE", help="JSON file to load items from and save them to"
+        "--data",
+        metavar="FILE",
+        help="JSON file to load items from and save them to (default: keep them in memory)",
     )
     parser.add_argument(
         "--credentials",
@@ -59,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
         nargs="+",
         action="extend",
         default=[],
-        help="require requests signed with one of these access keys",
+        help="require requests signed with one of these access keys (default: no signatures)",
     )
     parser.add_argument(
         "--users",
@@ -68,32 +107,32 @@ def _parser() -> argparse.ArgumentParser:
         nargs="+",
         action="extend",
         default=[],
-        help="turn Nacos auth on: these users log in for a token",
+        help="turn Nacos auth on: these users log in for a token (default: auth off)",
     )
     parser.add_argument(
         "--token-ttl",
-        type=float,
+        type=_seconds,
         default=18000.0,
         metavar="SECONDS",
-        help="how long a Nacos login token is valid (default 18000)",
+        help="how long a Nacos login token is valid (default: %(default)g)",
     )
     parser.add_argument(
         "--signature-window",
-        type=float,
+        type=_seconds,
         default=60.0,
         metavar="SECONDS",
-        help="how far a signed request's timeStamp may be off (default 60)",
+        help="how far a signed request's timeStamp may be off (default: %(default)g)",
     )
     parser.add_argument(
         "--log-level",
         default="INFO",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="log level of the 'aioacm.server' logger",
+        help="log level of the 'aioacm.server' logger (default: %(default)s)",
     )
     return parser
 
 
-async def _serve(args: argparse.Namespace) -> int:
+async def _serve(args: argparse.Namespace, prog: str) -> int:
     server = LocalACMServer(
         args.host,
         args.port,
@@ -109,17 +148,22 @@ async def _serve(args: argparse.Namespace) -> int:
     try:
         await server.start()
     except (OSError, ValueError) as exc:
-        print(f"aioacm-server: cannot start: {exc}", file=sys.stderr)
+        print(f"{prog}: error: cannot start: {exc}", file=sys.stderr)
         return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):  # Windows: Ctrl-C raises instead
             loop.add_signal_handler(signum, stop.set)
-    # the first line ends with the HTTP endpoint (scripts read it); the gRPC port follows
-    print(f"aioacm-server listening on {server.endpoint}", flush=True)
-    if server.grpc_port is not None:
-        print(f"aioacm-server: Nacos gRPC on port {server.grpc_port}", flush=True)
+    # the first line ends with the HTTP endpoint (scripts read it); what it serves follows
+    print(f"{prog} listening on {server.endpoint}", flush=True)
+    grpc = f", gRPC on port {server.grpc_port}" if server.grpc_port is not None else ""
+    auth = ", Nacos auth on" if args.users else ""
+    print(
+        f"{prog}: serving ACM (http://{server.endpoint}/diamond-server) and Nacos"
+        f" (http://{server.endpoint}/nacos{grpc}){auth}; Ctrl-C stops it",
+        flush=True,
+    )
     try:
         await stop.wait()
     finally:
@@ -130,20 +174,25 @@ async def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "aioacm-server") -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``), run the server until a signal, return 0.
 
     Args:
         argv: the command-line arguments, without the program name.
+        prog: the name to show in help and messages (``aioacm server`` from the CLI).
 
     Returns:
-        The exit status: 0 after a clean stop, 1 when the server could not start.
+        The exit status: 0 after a clean stop, 1 when the server could not start, 2 for a
+        usage error.
     """
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser(prog).parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error already reported on one line
+        return exc.code if isinstance(exc.code, int) else 2
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aioacm.server").setLevel(args.log_level)
     try:
-        return asyncio.run(_serve(args))
+        return asyncio.run(_serve(args, prog))
     except KeyboardInterrupt:
         return 0
 
