@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nox
@@ -31,6 +32,17 @@ def tests(session: nox.Session) -> None:
         external=True,
     )
     session.run("pytest", *session.posargs)
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """The long run of the load test (not a default session): 10,000 watched keys and rounds of
+    gets under random faults for ``AIOACM_LOAD_SECONDS`` (default here 300)."""
+    session.install("-e", ".[test]")
+    seconds = os.environ.get("AIOACM_LOAD_SECONDS") or "300"
+    session.run(
+        "pytest", "tests/test_load.py", *session.posargs, env={"AIOACM_LOAD_SECONDS": seconds}
+    )
 
 
 @nox.session

@@ -1,6 +1,7 @@
 """Load with faults: 10,000 watched keys and rounds of 1,000 concurrent gets against three
-bundled servers while faults come and go, for ``AIOACM_LOAD_SECONDS`` of wall time (the
-issue's minute by default; ``AIOACM_LOAD_SECONDS=15`` for a quicker local run).
+bundled servers while faults come and go, for ``AIOACM_LOAD_SECONDS`` of wall time: 20 s in
+the default suite (which must stay under 6 minutes on a 2-core machine), a minute or more on
+request (``nox -s soak`` runs it for 300 s).
 
 Bounded and self-stopping: the load runs for the set time, then faults are cleared and the
 watchers get a bounded time to catch up. Every change is accounted for: each watcher's history
@@ -27,7 +28,7 @@ from aioacm import ACMClient, ServerUnavailableError
 from aioacm.server import LocalACMServer
 from aioacm.server.faults import Fault
 
-SECONDS = float(os.environ.get("AIOACM_LOAD_SECONDS", "60"))
+SECONDS = float(os.environ.get("AIOACM_LOAD_SECONDS", "20"))
 WATCHED = 10_000
 GETS = 1_000
 CHANGES_PER_SECOND = 60
