@@ -23,9 +23,12 @@ from .errors import (
     InvalidParameterError,
     KMSError,
     ServerUnavailableError,
+    WrongEventLoopError,
 )
+from .exact import ConfigItem
 from .keys import DEFAULT_GROUP
 from .nacos import NacosClient
+from .options import Options
 from .stats import ClientStats
 
 __all__ = [
@@ -39,6 +42,7 @@ __all__ = [
     "ClientStats",
     "ConfigChange",
     "ConfigClient",
+    "ConfigItem",
     "ConfigNotFoundError",
     "ConflictError",
     "Credentials",
@@ -48,9 +52,11 @@ __all__ = [
     "InvalidParameterError",
     "KMSError",
     "NacosClient",
+    "Options",
     "RamRoleCredentialsProvider",
     "ServerUnavailableError",
     "StaticCredentialsProvider",
     "WatchCallback",
+    "WrongEventLoopError",
     "__version__",
 ]

@@ -21,11 +21,13 @@ from .auth import ClientCredentials, CredentialsProvider
 from .dialects import Dialect
 from .dispatch import CallbackWatcher, ConfigChange, Dispatcher, StreamWatcher, Watcher
 from .errors import ClientClosedError, InvalidOptionError, InvalidParameterError
+from .exact import ExactAccess
 from .keys import Item, KeyMemo
 from .kms import KMS, kms_available
 from .listing import walk_pages
 from .lookup import LocalStores, Lookup
 from .options import Options
+from .rooms import Rooms
 from .stats import ClientStats
 from .transport import ClientTransport, Transport
 from .watch import WatchManager
@@ -42,22 +44,7 @@ ItemList = list[dict[str, str]]
 _C = TypeVar("_C", bound="ConfigClient")
 
 
-class _Rooms:
-    """What an open client holds: made on first use, dropped by ``aclose()``."""
-
-    def __init__(self, session: aiohttp.ClientSession, owned: bool, client: ConfigClient) -> None:
-        self.session = session
-        self.owned = owned
-        self.transport = client._transport(Transport(session, client.options, client._dialect))
-        dialect = client._dialect
-        self.lookup = Lookup(
-            self.transport.send, dialect.query, dialect.read_query, client._stores, client.options
-        )
-        self.watches: WatchManager | None = None
-        client._dialect.attach(self.transport.send)
-
-
-class ConfigClient:
+class ConfigClient(ExactAccess):
     """The protocol-independent part of a client (see ``ACMClient``).
 
     A subclass checks its own arguments, then calls ``_setup`` with the dialect it speaks.
@@ -92,7 +79,7 @@ class ConfigClient:
         self._dialect = dialect(self._options, self._credentials)
         self._memo = KeyMemo(namespace, self._dialect.check_key, self._dialect.query)
         self._stores = LocalStores(self._options)
-        self._rooms: _Rooms | None = None
+        self._rooms: Rooms | None = None
         self._kms: KMS | None = None
         self._closed = False
         self._closing: asyncio.Task[None] | None = None
@@ -185,7 +172,7 @@ class ConfigClient:
         unless the protocol is not HTTP)."""
         return http
 
-    def _open(self) -> _Rooms:
+    def _open(self) -> Rooms:
         if self._closed:
             raise ClientClosedError("the client is closed")
         rooms = self._rooms
@@ -200,7 +187,13 @@ class ConfigClient:
                 session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
                 owned = True
             self._credentials.bind(session)
-            rooms = self._rooms = _Rooms(session, owned, self)
+            dialect, opts = self._dialect, self._options
+            transport = self._transport(Transport(session, opts, dialect))
+            lookup = Lookup(transport.send, dialect.query, dialect.read_query, self._stores, opts)
+            rooms = self._rooms = Rooms(session, owned, transport, lookup)
+            dialect.attach(transport.send)
+        else:
+            rooms.check_loop(type(self).__name__)  # WrongEventLoopError on any other loop
         return rooms
 
     def _kms_for(self, item: Item) -> KMS | None:
@@ -229,8 +222,15 @@ class ConfigClient:
 
         Closing goes on when the caller is cancelled meanwhile; a later ``aclose()`` waits
         for it to end.
+
+        Raises:
+            WrongEventLoopError: open on another loop that still runs (close it there).
         """
         if self._closing is None:
+            rooms = self._rooms
+            if rooms is not None and rooms.loop is not asyncio.get_running_loop():
+                rooms.let_go(type(self).__name__)  # WrongEventLoopError unless that loop is closed
+                self._rooms = None  # what it held went with its loop: nothing to close here
             self._closed = True
             self._closing = asyncio.get_running_loop().create_task(
                 self._shutdown(), name="aioacm.close"
@@ -460,6 +460,7 @@ class ConfigClient:
             raise InvalidParameterError("A callback function is needed")
         if self._rooms is None or self._rooms.watches is None:
             return
+        self._open()  # on the client's own loop only
 
         def same_callback(watcher: Watcher) -> bool:
             return isinstance(watcher, CallbackWatcher) and watcher.callback == cb

@@ -7,6 +7,7 @@ catches what it caught before::
     ├── InvalidParameterError        a bad argument, refused before I/O (also ValueError)
     │   └── InvalidOptionError       unknown option or a value of the wrong type (also TypeError)
     ├── ClientClosedError            the client was used after ``aclose()``
+    ├── WrongEventLoopError          used from an event loop other than its own (also RuntimeError)
     └── ACMRequestException          a request to ACM did not succeed
         ├── AccessDeniedError        403: no permission (never retried on another server)
         ├── BadRequestError          400 and other 4xx the server refused
@@ -17,7 +18,8 @@ catches what it caught before::
         └── KMSError                 KMS refused, failed or could not decrypt a cipher- item
 
 Every error carries ``status``, ``server`` and ``key`` (``dataId+group+namespace``) where they
-apply, and says them in its message. No error ever carries a secret.
+apply, and says them in its message, once (what the message names already is not repeated). No
+error ever carries a secret.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ __all__ = [
     "InvalidParameterError",
     "KMSError",
     "ServerUnavailableError",
+    "WrongEventLoopError",
 ]
 
 
@@ -62,12 +65,19 @@ class ACMException(Exception):
         super().__init__(message)
 
     def __str__(self) -> str:
+        # what the message says already is not said again ("cannot reach 127.0.0.1:8080:
+        # connection refused", not "... (server=127.0.0.1:8080)"); a message naming the
+        # server's host names the server ("cannot resolve acm.example: ...")
+        message = self.message
+        server = self.server
+        if server is not None and server.rpartition(":")[0] in message:
+            server = None
         details = [
             f"{name}={value}"
-            for name, value in (("key", self.key), ("server", self.server), ("status", self.status))
-            if value is not None
+            for name, value in (("key", self.key), ("server", server), ("status", self.status))
+            if value is not None and str(value) not in message
         ]
-        return f"{self.message} ({', '.join(details)})" if details else self.message
+        return f"{message} ({', '.join(details)})" if details else message
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self)!r})"
@@ -83,6 +93,13 @@ class InvalidOptionError(InvalidParameterError, TypeError):
 
 class ClientClosedError(ACMException):
     """The client was used after it was closed."""
+
+
+class WrongEventLoopError(ACMException, RuntimeError):
+    """The client was used from an event loop other than the one that first used it (a
+    second ``asyncio.run()``, or a loop in another thread). A client belongs to the event loop
+    that first used it: its connections and tasks live there. Create one client per loop (and
+    close it on that loop). Nothing was sent, and nothing was started on the other loop."""
 
 
 class ACMRequestException(ACMException):

@@ -11,23 +11,37 @@ Two schemes, chosen by the data id (PROTOCOL.md section 7):
   ``CiphertextBlob`` and reading is a KMS Decrypt of it, as the sync SDK does.
 
 md5s and polling always use the stored ciphertext; only the user sees plaintext. The SDK and
-``cryptography`` are imported on first use, so aioacm imports fast without them.
+``cryptography`` are imported on first use, so aioacm imports fast without them, and in a
+worker thread (``import_module``): importing the Tea SDK takes about a second, which would
+stall every other task of the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import importlib
 import importlib.util
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 from .auth import ClientCredentials, Credentials
 from .errors import InvalidOptionError, KMSError
 from .options import Options
 
-__all__ = ["CIPHER_PREFIX", "KMS", "envelope_key_spec", "is_cipher", "kms_available"]
+__all__ = [
+    "CIPHER_PREFIX",
+    "KMS",
+    "SDK_MODULES",
+    "envelope_key_spec",
+    "import_module",
+    "is_cipher",
+    "kms_available",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +50,23 @@ _ENVELOPE_PREFIXES = {"cipher-kms-aes-128-": "AES_128", "cipher-kms-aes-256-": "
 _ENVELOPE_STEM = "cipher-kms-aes-"
 _KEY_BYTES = {"AES_128": 16, "AES_256": 32}
 _EXTRA_HINT = "install the KMS extra: pip install 'aioacm[kms]'"
+#: the modules KMS works with, imported off the event loop on a client's first KMS use
+SDK_MODULES = (
+    "alibabacloud_kms20160120.client",
+    "alibabacloud_kms20160120.models",
+    "alibabacloud_tea_openapi.models",
+    "darabonba.runtime",
+    "cryptography.hazmat.primitives.ciphers",
+    "cryptography.hazmat.primitives.padding",
+)
+#: What imports each of ``SDK_MODULES``; it is called in a worker thread, never on the event
+#: loop (a test may replace it, to see that).
+import_module: Callable[[str], ModuleType] = importlib.import_module
+
+
+def _import_sdk() -> dict[str, ModuleType]:
+    """Every module of ``SDK_MODULES`` (in a worker thread: the first import takes ~1 s)."""
+    return {name: import_module(name) for name in SDK_MODULES}
 
 
 def is_cipher(data_id: str) -> bool:
@@ -61,21 +92,22 @@ def kms_available() -> bool:
     )
 
 
-def _aes_ecb(key: bytes, data: bytes, *, encrypt: bool) -> bytes:
+def _aes_ecb(sdk: dict[str, ModuleType], key: bytes, data: bytes, *, encrypt: bool) -> bytes:
     # ECB is what Nacos/MSE interoperability requires; each item has its own data key.
-    from cryptography.hazmat.primitives import padding
-    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
-    cipher = Cipher(algorithms.AES(key), modes.ECB())
+    ciphers = sdk["cryptography.hazmat.primitives.ciphers"]
+    padding = sdk["cryptography.hazmat.primitives.padding"]
+    cipher = ciphers.Cipher(ciphers.algorithms.AES(key), ciphers.modes.ECB())
     if encrypt:
         padder = padding.PKCS7(128).padder()
         padded = padder.update(data) + padder.finalize()
         encryptor = cipher.encryptor()
-        return encryptor.update(padded) + encryptor.finalize()
+        sealed: bytes = encryptor.update(padded) + encryptor.finalize()
+        return sealed
     decryptor = cipher.decryptor()
     padded = decryptor.update(data) + decryptor.finalize()
     unpadder = padding.PKCS7(128).unpadder()
-    return unpadder.update(padded) + unpadder.finalize()
+    plain: bytes = unpadder.update(padded) + unpadder.finalize()
+    return plain
 
 
 @dataclass(frozen=True)
@@ -103,6 +135,8 @@ class KMS:
         self.credentials = credentials
         self._client: Any = None
         self._client_key: _ClientKey | None = None
+        self._sdk: dict[str, ModuleType] | None = None
+        self._importing = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"KMS(region_id={self.options.region_id!r}, endpoint={self._endpoint()!r})"
@@ -128,6 +162,14 @@ class KMS:
                 "kms_enabled=True needs kms_ak/kms_secret, the client's ak/sk or a RAM role"
             )
 
+    async def _modules(self) -> dict[str, ModuleType]:
+        """The SDK's modules, imported once, in a worker thread (the loop keeps running)."""
+        if self._sdk is None:
+            async with self._importing:
+                if self._sdk is None:
+                    self._sdk = await asyncio.to_thread(_import_sdk)
+        return self._sdk
+
     async def _credentials(self) -> Credentials:
         if self.options.kms_ak and self.options.kms_secret:
             return Credentials(self.options.kms_ak, self.options.kms_secret)
@@ -144,11 +186,9 @@ class KMS:
             self.options.kms_protocol,
         )
         if self._client is None or wanted != self._client_key:
-            from alibabacloud_kms20160120.client import Client
-            from alibabacloud_tea_openapi.models import Config
-
-            self._client = Client(
-                Config(
+            sdk = await self._modules()
+            self._client = sdk["alibabacloud_kms20160120.client"].Client(
+                sdk["alibabacloud_tea_openapi.models"].Config(
                     access_key_id=wanted.access_key,
                     access_key_secret=wanted.secret_key,
                     security_token=wanted.security_token,
@@ -160,18 +200,19 @@ class KMS:
             self._client_key = wanted
         return self._client
 
-    def _runtime(self) -> Any:
-        from darabonba.runtime import RuntimeOptions
-
+    def _runtime(self, sdk: dict[str, ModuleType]) -> Any:
         millis = int(self.options.default_timeout * 1000)
         # TLS verification stays on: ignore_ssl is never set.
-        return RuntimeOptions(read_timeout=millis, connect_timeout=millis, autoretry=False)
+        return sdk["darabonba.runtime"].RuntimeOptions(
+            read_timeout=millis, connect_timeout=millis, autoretry=False
+        )
 
     async def _call(self, action: str, key: str, method: str, request: Any) -> Any:
         """One KMS call; every failure becomes a KMSError that carries no secret."""
         client = await self._tea_client()
+        runtime = self._runtime(await self._modules())
         try:
-            response = await getattr(client, method)(request, self._runtime())
+            response = await getattr(client, method)(request, runtime)
         except Exception as exc:  # the Tea SDK's errors have no common base: this is the boundary
             code = getattr(exc, "code", None)
             status = getattr(exc, "statusCode", None)
@@ -199,8 +240,8 @@ class KMS:
             KMSError: KMS failed.
         """
         self.check(encrypting=True)
-        from alibabacloud_kms20160120 import models
-
+        sdk = await self._modules()
+        models = sdk["alibabacloud_kms20160120.models"]
         spec = envelope_key_spec(data_id)
         if spec is None:
             body = await self._call(
@@ -223,7 +264,7 @@ class KMS:
         encrypted_key = body.ciphertext_blob
         if not isinstance(encrypted_key, str) or not encrypted_key:
             raise KMSError("KMS GenerateDataKey answered no CiphertextBlob", key=key)
-        sealed = _aes_ecb(data_key, content.encode("utf-8"), encrypt=True)
+        sealed = _aes_ecb(sdk, data_key, content.encode("utf-8"), encrypt=True)
         return base64.b64encode(sealed).decode("ascii"), encrypted_key
 
     async def decrypt(self, data_id: str, key: str, stored: str, encrypted_key: str | None) -> str:
@@ -245,7 +286,8 @@ class KMS:
         data_key = self._data_key(await self._kms_decrypt(key, encrypted_key), spec, key)
         try:
             sealed = base64.b64decode(stored, validate=True)
-            return _aes_ecb(data_key, sealed, encrypt=False).decode("utf-8")
+            sdk = await self._modules()
+            return _aes_ecb(sdk, data_key, sealed, encrypt=False).decode("utf-8")
         except (binascii.Error, ValueError) as exc:
             # wrong key, truncated or altered content: never hand back garbage as plaintext
             raise KMSError(
@@ -255,8 +297,7 @@ class KMS:
 
     async def _kms_decrypt(self, key: str, blob: str) -> object:
         """KMS Decrypt of one ciphertext blob: its ``Plaintext`` (unchecked)."""
-        from alibabacloud_kms20160120 import models
-
+        models = (await self._modules())["alibabacloud_kms20160120.models"]
         body = await self._call(
             "Decrypt",
             key,

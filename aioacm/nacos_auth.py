@@ -148,8 +148,12 @@ class NacosLogin:
                 continue
             if resp.status != 200:
                 raise AccessDeniedError(
-                    f"Nacos refused the login of user {self.username!r}"
-                    + (" (no such login API)" if resp.status in (404, 405, 410, 501) else ""),
+                    f"Nacos at {resp.server} refused the login of user {self.username!r}"
+                    + (
+                        " (no such login API: check context_path)"
+                        if resp.status in (404, 405, 410, 501)
+                        else ": check the username and password"
+                    ),
                     status=resp.status,
                     server=resp.server,
                 )

@@ -7,6 +7,7 @@ wrong type is an error (``InvalidOptionError``), never a logged warning.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -153,6 +154,21 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
 _SECRET_OPTIONS = frozenset({"kms_secret"})
 
 
+def _unknown(names: list[str]) -> str:
+    """The message for unknown option names: the nearest known name of each (``unknown option
+    'pulling_timeot'; did you mean 'pulling_timeout'?``), else every known name."""
+    parts, guessed = [], True
+    for name in names:
+        close = difflib.get_close_matches(name, OPTION_NAMES, n=1)
+        if close:
+            parts.append(f"unknown option {name!r}; did you mean {close[0]!r}?")
+        else:
+            parts.append(f"unknown option {name!r}")
+            guessed = False
+    message = " ".join(parts)
+    return message if guessed else f"{message} (known: {', '.join(OPTION_NAMES)})"
+
+
 @dataclass
 class Options:
     """Every option with its default.
@@ -213,9 +229,7 @@ class Options:
         """Check every name and value; return them normalised. Raises InvalidOptionError."""
         unknown = sorted(set(values) - set(_CHECKS))
         if unknown:
-            raise InvalidOptionError(
-                f"unknown option(s): {', '.join(unknown)}; known: {', '.join(OPTION_NAMES)}"
-            )
+            raise InvalidOptionError(_unknown(unknown))
         return {name: _CHECKS[name](name, value) for name, value in values.items()}
 
     def update(self, values: Mapping[str, Any]) -> dict[str, Any]:

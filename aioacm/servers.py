@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from ._tasks import cancel_and_wait
-from .errors import ServerUnavailableError
+from .errors import ACMException, ServerUnavailableError
 from .options import Options
 from .wire import Server, ServerPlan
 
@@ -140,14 +140,25 @@ class ServerList:
         """The server in use. Only valid after ``ensure()``."""
         return self._servers[self._index % len(self._servers)]
 
-    def rotate(self, failed: Server) -> None:
-        """Move to the next server, unless another request already moved away from ``failed``."""
-        if self._servers and self.current() == failed:
-            self._index = (self._index + 1) % len(self._servers)
+    def rotate(self, failed: Server, reason: str | None = None) -> None:
+        """Move to the next server, unless another request already moved away from ``failed``.
+
+        ``reason``: why it failed, the sentence the caller's error will carry; logged as a
+        warning with the server tried next. With one server there is nowhere to go: the
+        caller's error (or its warning, for a poller) says it, nothing is logged here.
+        """
+        servers = self._servers
+        moved = len(servers) > 1 and self.current() == failed
+        if moved:
+            self._index = (self._index + 1) % len(servers)
+        if reason is not None:
+            if moved:
+                logger.warning("%s; trying %s next", reason, format_server(self.current()))
+            else:
+                logger.debug("%s", reason)
+        elif moved:
             logger.info(
-                "server %s failed, switching to %s",
-                format_server(failed),
-                format_server(self.current()),
+                "leaving server %s for %s", format_server(failed), format_server(self.current())
             )
 
     def invalidate(self) -> None:
@@ -170,22 +181,29 @@ class ServerList:
         try:
             text = await self._fetch(url, ADDRESS_TIMEOUT)
         except Exception as exc:
-            logger.warning("address server %s failed: %s", url, exc)
-            self._failure = (f"address server {url} failed: {exc}", exc)
+            # the fetch says it was the address server, and why, in its message
+            reason = (
+                exc.message
+                if isinstance(exc, ACMException)
+                else f"the address server {plan.name} failed: {exc!r}"
+            )
+            self._failure = (reason, exc)
             return []
         servers = parse_server_list(text, plan.default_port)
         if not servers:
-            logger.warning("address server %s listed no server", url)
-            self._failure = (f"address server {url} listed no server", None)
+            self._failure = (f"the address server {plan.name} listed no server", None)
         return servers
 
     def _unavailable(self) -> ServerUnavailableError:
-        """The error for "no server": with the address server's failure as reason and cause."""
-        message = f"no server available for {self._name}"
+        """The error for "no server": the address server's failure, as reason and cause."""
         if self._failure is None:
-            return ServerUnavailableError(message)
+            return ServerUnavailableError(f"no server available for {self._name}")
         reason, cause = self._failure
-        error = ServerUnavailableError(f"{message}: {reason}")
+        error = ServerUnavailableError(
+            reason,
+            status=cause.status if isinstance(cause, ACMException) else None,
+            server=cause.server if isinstance(cause, ACMException) else None,
+        )
         error.__cause__ = cause
         return error
 
@@ -199,7 +217,7 @@ class ServerList:
                     raise self._unavailable()
                 self._failure = None
                 servers = await self._load()
-                if not servers:
+                if not servers:  # the caller's error says why (a warning would say it twice)
                     self._failed_at = time.monotonic()
                     raise self._unavailable()
                 random.shuffle(servers)
@@ -229,8 +247,11 @@ class ServerList:
 
     async def refresh(self) -> None:
         """Fetch the list again; keep the old one if the new one is empty."""
+        self._failure = None
         servers = await self._load()
         if not servers:
+            if self._failure is not None:  # nobody else will say it: a warning
+                logger.warning("%s; keeping the server list", self._failure[0])
             return
         if set(servers) == set(self._servers):
             return

@@ -37,6 +37,7 @@ from .errors import (
     BadRequestError,
     ServerUnavailableError,
 )
+from .failures import answered, unavailable, unreachable
 from .options import Options
 from .servers import ServerList, format_server
 from .wire import Request, Response, Server, ServerPlan, Signer
@@ -168,6 +169,8 @@ class Framing(Protocol):
 
     def signer(self) -> Signer | None: ...
 
+    def denied_hint(self) -> str: ...
+
     async def refused(
         self, request: Request, reason: str = "", sent: Mapping[str, str] | None = None
     ) -> bool: ...
@@ -261,16 +264,26 @@ class Transport:
         await self.servers.close()
 
     async def fetch_text(self, url: str, timeout: float) -> str:
-        """A plain GET (the address server): the body as text, or an ACMRequestException."""
+        """A plain GET of the address server: the body as text, or an ACMRequestException
+        that says it was the address server."""
+        parsed = URL(url)
+        server: Server = (parsed.host or "", parsed.port or 80)
+        role = "the address server "
         try:
             async with self.session.get(
                 url, timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False
             ) as resp:
                 body = await resp.read()
         except _RETRIABLE_ERRORS as exc:
-            raise ServerUnavailableError(f"{url} failed: {exc!r}") from exc
+            raise ServerUnavailableError(
+                unreachable(server, exc, timeout, role=role), server=format_server(server)
+            ) from exc
         if resp.status != 200:
-            raise ACMRequestException(f"{url} answered {resp.status}", status=resp.status)
+            raise ACMRequestException(
+                answered(server, resp.status, role=role),
+                status=resp.status,
+                server=format_server(server),
+            )
         return body.decode("utf-8", errors="replace")
 
     async def _headers(self, request: Request, signer: Signer | None) -> Mapping[str, str]:
@@ -332,6 +345,7 @@ class Transport:
         limiter = self._limiter if limited else None
         last_error: BaseException | None = None
         last_status: int | None = None
+        failures: list[str] = []  # why each server failed, for the error (no cost on success)
         server: Server = servers[0]
         for _ in range(len(servers)):
             server = server_list.current()
@@ -365,7 +379,8 @@ class Transport:
                         if limiter is not None:
                             limiter.release()
                 except _RETRIABLE_ERRORS as exc:
-                    logger.warning("%s %s on %s failed: %r", method, path, name, exc)
+                    logger.debug("%s %s on %s failed: %r", method, path, name, exc)
+                    failures.append(unreachable(server, exc, timeout))
                     last_error, last_status = exc, None
                     break
                 status = resp.status
@@ -378,7 +393,8 @@ class Transport:
                 # 1xx/3xx: not an answer a config server gives, its body is no content;
                 # 408/429 say "not now", not "bad request": all count as this server failing
                 if status >= 500 or status in _SERVER_BUSY or status < 200 or 300 <= status < 400:
-                    logger.warning("%s %s on %s answered %s", method, path, name, status)
+                    logger.debug("%s %s on %s answered %s", method, path, name, status)
+                    failures.append(answered(server, status))
                     last_error, last_status = None, status
                     break
                 if status == 403:
@@ -391,7 +407,10 @@ class Transport:
                         retried = True
                         continue
                     raise AccessDeniedError(
-                        "Insufficient privilege", status=status, server=name, key=key
+                        f"access denied by {name} ({status}): {framing.denied_hint()}",
+                        status=status,
+                        server=name,
+                        key=key,
                     )
                 if 400 <= status < 500:
                     detail = payload[:200].decode("utf-8", errors="replace").strip()
@@ -402,10 +421,9 @@ class Transport:
                         key=key,
                     )
                 return Response(status, payload, resp.headers, name)
-            server_list.rotate(server)
+            server_list.rotate(server, failures[-1] if failures else None)
         raise ServerUnavailableError(
-            f"no server available: {len(servers)} tried"
-            + (f", last error {last_error!r}" if last_error is not None else ""),
+            unavailable(failures, len(servers)),
             status=last_status,
             server=format_server(server),
             key=key,

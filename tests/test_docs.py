@@ -54,6 +54,37 @@ async def test_readme_snippet_runs(index: int, tmp_path: Path) -> None:
         assert value in out
 
 
+def output_block(snippet: str) -> str | None:
+    """The lines of a snippet's closing ``# Output:`` comment block: what it prints, exactly."""
+    found = re.search(r"^# Output:\n((?:# .*\n)+)\Z", snippet, flags=re.MULTILINE)
+    if found is None:
+        return None
+    return "".join(line[2:] + "\n" for line in found.group(1).splitlines())
+
+
+OUTPUT_SNIPPETS = [i for i, snippet in enumerate(SNIPPETS) if output_block(snippet) is not None]
+
+
+def test_the_watching_snippet_says_its_output() -> None:
+    watching = README.split("## Watching", 1)[1]
+    assert any(output_block(SNIPPETS[i]) and SNIPPETS[i] in watching for i in OUTPUT_SNIPPETS)
+
+
+@pytest.mark.parametrize("index", OUTPUT_SNIPPETS)
+async def test_readme_snippet_prints_its_output_every_time(index: int, tmp_path: Path) -> None:
+    """A snippet with an ``# Output:`` block prints exactly those lines, in that order, on
+    every run (three runs: an order left to threads or timing shows up)."""
+    script = tmp_path / "snippet.py"
+    script.write_text(SNIPPETS[index], encoding="utf-8")
+    runs = []
+    for n in range(3):
+        folder = tmp_path / str(n)
+        folder.mkdir()
+        runs.append(run_python([str(script)], folder))
+    outputs = await asyncio.gather(*runs)
+    assert outputs == [output_block(SNIPPETS[index])] * 3
+
+
 def test_readme_has_snippets() -> None:
     assert len(SNIPPETS) >= 3
 

@@ -120,6 +120,11 @@ class Dialect(abc.ABC):
     def signer(self) -> Signer | None:
         """What signs requests now, or None when requests go unsigned."""
 
+    def denied_hint(self) -> str:
+        """What to check when the server answers 403, for the error's message (never a
+        secret): ``check the AccessKey/SecretKey``..."""
+        return "check the credentials"
+
     async def refused(
         self, request: Request, reason: str = "", sent: Mapping[str, str] | None = None
     ) -> bool:

@@ -416,6 +416,11 @@ class AcmDialect(Dialect):
             raise InvalidParameterError("auth_enabled is on but no ak/sk or RAM role is set")
         return self._sign
 
+    def denied_hint(self) -> str:
+        if self._credentials.configured:
+            return "check the AccessKey/SecretKey and that they may use this namespace"
+        return "the server wants credentials: give ak and sk (or ram_role_name)"
+
     async def _sign(self, request: Request) -> Mapping[str, str]:
         credentials = await self._credentials.get_credentials()
         tenant, group = request.scope

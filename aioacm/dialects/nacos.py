@@ -411,6 +411,16 @@ class NacosHttpDialect(Dialect):
         headers.update(await self._sign_keys(request))
         return headers
 
+    def denied_hint(self) -> str:
+        checks = []
+        if self.login is not None:
+            checks.append("the username and password")
+        if self._credentials.configured and self._options.auth_enabled is not False:
+            checks.append("the AccessKey/SecretKey")
+        if not checks:
+            return "the server wants credentials: give username and password"
+        return f"check {' and '.join(checks)} and that they may use this namespace"
+
     async def refused(
         self, request: Request, reason: str = "", sent: Mapping[str, str] | None = None
     ) -> bool:

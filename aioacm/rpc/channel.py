@@ -3,7 +3,8 @@
 ``open_channel`` makes a channel of the client's own (a local subchannel pool: two clients
 never share a TCP connection), in plaintext or TLS; ``server_check`` asks
 ``ServerCheckRequest`` (unary) and returns the connection id; ``setup_message`` is the
-``ConnectionSetupRequest`` the stream starts with. ``why`` puts a gRPC failure in a few words.
+``ConnectionSetupRequest`` the stream starts with. ``grpc_via`` names the gRPC port in the
+messages of ``aioacm.failures``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import grpc
 import grpc.aio
 
 from .._version import __version__
+from ..failures import unreachable
+from ..servers import format_server
 from ..wire import Server
 from .codec import UNARY_METHOD, decode, encode, encode_request
 
@@ -22,10 +25,10 @@ __all__ = [
     "SERVER_STARTING",
     "Unary",
     "grpc_target",
+    "grpc_via",
     "open_channel",
     "server_check",
     "setup_message",
-    "why",
 ]
 
 #: Nacos's gRPC port is its HTTP port plus this.
@@ -55,22 +58,32 @@ async def open_channel(server: Server, tls: bool, cafile: str | None) -> grpc.ai
     return grpc.aio.insecure_channel(target, options=_OPTIONS)
 
 
-async def server_check(channel: grpc.aio.Channel, target: str, timeout: float) -> tuple[Unary, str]:
+def grpc_via(server: Server) -> str:
+    """How messages name a server's gRPC port: `` over gRPC (port 9848)``."""
+    return f" over gRPC (port {server[1] + GRPC_PORT_OFFSET})"
+
+
+async def server_check(
+    channel: grpc.aio.Channel, server: Server, timeout: float
+) -> tuple[Unary, str]:
     """Ask ``ServerCheckRequest``: the channel's unary method and the connection id.
 
     Raises:
-        ConnectionError: no answer, or the server refused (it may still be starting).
+        ConnectionError: no answer, or the server refused (it may still be starting); its
+            message is the sentence of ``aioacm.failures``.
     """
     unary: Unary = channel.unary_unary(UNARY_METHOD)
     try:
         data = await unary(encode_request("ServerCheckRequest", b"{}", {}, "0"), timeout=timeout)
     except grpc.aio.AioRpcError as exc:
-        raise ConnectionError(f"cannot reach {target}: {why(exc, timeout)}") from None
+        raise ConnectionError(unreachable(server, exc, timeout, via=grpc_via(server))) from None
     check = decode(data).body
     if check.get("resultCode") != 200:
         code = check.get("errorCode")
         reason = "the server is starting" if code == SERVER_STARTING else f"error {code}"
-        raise ConnectionError(f"{target} refused the connection: {reason}")
+        raise ConnectionError(
+            f"{format_server(server)} refused the connection{grpc_via(server)}: {reason}"
+        )
     return unary, str(check.get("connectionId") or "")
 
 
@@ -88,19 +101,6 @@ def setup_message(namespace: str, app_name: str) -> bytes:
         "abilityTable": {},
     }
     return encode("ConnectionSetupRequest", setup)
-
-
-def why(exc: grpc.aio.AioRpcError, timeout: float) -> str:
-    """A gRPC failure in a few words (grpc's details repeat the address and the status)."""
-    details = exc.details() or ""
-    lowered = details.lower()
-    if "connection refused" in lowered:
-        return "connection refused"
-    if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return f"no answer within {timeout:g} s"
-    if "name resolution" in lowered or "dns" in lowered:
-        return "unknown host"
-    return details.rsplit(": ", 1)[-1] if details else exc.code().name.lower()
 
 
 def _credentials(cafile: str | None) -> grpc.ChannelCredentials:

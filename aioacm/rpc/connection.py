@@ -35,11 +35,19 @@ import grpc
 import grpc.aio
 
 from .._tasks import cancel_and_wait
-from ..errors import ClientClosedError, ServerUnavailableError
+from ..errors import ACMException, ClientClosedError, ServerUnavailableError
+from ..failures import reason, unreachable
 from ..servers import format_server
 from ..watch import backoff_delay
 from ..wire import Server
-from .channel import GRPC_PORT_OFFSET, grpc_target, open_channel, server_check, setup_message
+from .channel import (
+    GRPC_PORT_OFFSET,
+    grpc_target,
+    grpc_via,
+    open_channel,
+    server_check,
+    setup_message,
+)
 from .codec import STREAM_METHOD, CodecError, Message, decode, encode, encode_request, reset_target
 
 __all__ = ["GRPC_PORT_OFFSET", "HEALTH_IDLE", "HEALTH_TIMEOUT", "RpcConnection", "grpc_target"]
@@ -128,7 +136,10 @@ class RpcConnection:
         self._pending_read: asyncio.Future[Any] | None = None
         self._closed = False
         self._last_active = 0.0
+        # why the last attempt to connect failed (a sentence), and the server it was to
         self._last_error: str | None = None
+        self._last_failed: str | None = None
+        self._peer: Server | None = None
         self._warned_at = 0.0
         #: the number of connections made so far (0 until the first)
         self.generation = 0
@@ -158,6 +169,12 @@ class RpcConnection:
     def connected(self) -> bool:
         """Whether a stream is up now."""
         return self._ready.is_set()
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the last attempt to connect failed (None once one succeeded): the sentence of
+        ``aioacm.failures``, ``cannot reach 127.0.0.1:8848 over gRPC (port 9848): ...``."""
+        return self._last_error
 
     async def wait_attempted(self, attempts: int = 1) -> bool:
         """Wait until a connection is made or ``attempts`` more attempts failed; whether one
@@ -197,7 +214,12 @@ class RpcConnection:
             remaining = deadline - loop.time()
             if remaining <= 0 or not await self._wait_ready(remaining):
                 raise self._unavailable(type_name, timeout)
-            generation, unary, channel = self.generation, self._unary, self._channel
+            generation, unary, channel, peer = (
+                self.generation,
+                self._unary,
+                self._channel,
+                self._peer,
+            )
             payload = encode_request(type_name, body, headers, str(next(self._ids)))
             self.attempts += 1
             try:
@@ -213,14 +235,15 @@ class RpcConnection:
                     raise ClientClosedError("the client was closed") from None
                 continue
             except grpc.aio.AioRpcError as exc:
-                if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED and peer is not None:
                     raise ServerUnavailableError(
-                        f"{type_name} on {self.server or 'Nacos'} got no answer in {timeout:g} s",
-                        server=self.server,
+                        unreachable(peer, exc, timeout, via=grpc_via(peer)),
+                        server=format_server(peer),
                     ) from exc
                 if exc.code() not in _UNAVAILABLE_CODES:
                     raise ServerUnavailableError(
-                        f"{type_name} on {self.server or 'Nacos'} failed: {exc.details()}",
+                        f"{self.server or 'Nacos'} answered {type_name} over gRPC with"
+                        f" {exc.code().name}: {reason(exc, timeout)}",
                         server=self.server,
                     ) from exc
                 self._broken(generation, f"{type_name} failed: {exc.code().name}")
@@ -255,9 +278,10 @@ class RpcConnection:
         return False
 
     def _unavailable(self, type_name: str, timeout: float) -> ServerUnavailableError:
-        reason = f": {self._last_error}" if self._last_error else ""
+        if self._last_error:  # the sentence the warning said: "cannot reach ... over gRPC"
+            return ServerUnavailableError(self._last_error, server=self._last_failed)
         return ServerUnavailableError(
-            f"{type_name}: no gRPC connection to Nacos within {timeout:g} s{reason}"
+            f"no gRPC connection to Nacos within {timeout:g} s (for a {type_name})"
         )
 
     def _broken(self, generation: int, reason: str) -> None:
@@ -272,6 +296,7 @@ class RpcConnection:
     async def _supervise(self) -> None:
         failures = 0
         while True:
+            server: Server | None = None
             try:
                 server = await self._pick()
                 call = await self._connect(server)
@@ -279,14 +304,15 @@ class RpcConnection:
                 await self._drop_channel()
                 raise
             except Exception as exc:
-                self._last_error = str(exc) or type(exc).__name__
+                self._last_error = _describe(exc, server)
+                self._last_failed = format_server(server) if server is not None else None
                 # the first failure in a row is a warning, then one a minute (not a storm)
                 now = asyncio.get_running_loop().time()
                 if failures == 0 or now - self._warned_at >= WARN_EVERY:
                     self._warned_at = now
-                    logger.warning("cannot connect over gRPC: %s", self._last_error)
+                    logger.warning("%s", self._last_error)
                 else:
-                    logger.debug("cannot connect over gRPC: %s", self._last_error)
+                    logger.debug("%s", self._last_error)
                 await self._drop_channel()
                 self._failed_attempts += 1
                 self._attempted.set()
@@ -313,15 +339,16 @@ class RpcConnection:
         name, target = format_server(server), grpc_target(server)
         tls, cafile = self._tls()
         channel = self._channel = await open_channel(server, tls, cafile)
-        unary, connection_id = await server_check(channel, target, HEALTH_TIMEOUT)
+        unary, connection_id = await server_check(channel, server, HEALTH_TIMEOUT)
         stream: grpc.aio.StreamStreamMultiCallable[bytes, bytes] = channel.stream_stream(
             STREAM_METHOD
         )
         call = stream()
         await call.write(setup_message(self._namespace, self._app_name()))
-        if not await self._await_setup_ack(call):
+        if not await self._await_setup_ack(call, name):
             logger.debug("%s sent no SetupAckRequest: going on without it", target)
         self._unary = unary
+        self._peer = server
         self.connection_id = connection_id
         self.server = name
         self.generation += 1
@@ -334,7 +361,7 @@ class RpcConnection:
             callback(self.generation)
         return call
 
-    async def _await_setup_ack(self, call: grpc.aio.StreamStreamCall[Any, Any]) -> bool:
+    async def _await_setup_ack(self, call: grpc.aio.StreamStreamCall[Any, Any], name: str) -> bool:
         """Read the stream until the server's SetupAckRequest (answered); False if none came."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SETUP_ACK_TIMEOUT
@@ -356,9 +383,11 @@ class RpcConnection:
             try:
                 data = reading.result()
             except grpc.aio.AioRpcError as exc:
-                raise ConnectionError(f"the stream ended during setup: {exc.code().name}") from None
+                raise ConnectionError(
+                    f"the gRPC stream to {name} ended during setup: {reason(exc)}"
+                ) from None
             if not isinstance(data, bytes):  # grpc.aio.EOF
-                raise ConnectionError("the stream ended during setup")
+                raise ConnectionError(f"the gRPC stream to {name} ended during setup")
             message = decode(data)
             await self._answer(call, message)
             if message.type == "SetupAckRequest":
@@ -446,7 +475,18 @@ class RpcConnection:
         if pending is not None:
             pending.cancel()
         channel, self._channel = self._channel, None
-        self._unary = None
+        self._unary = self._peer = None
         self.server = self.connection_id = None
         if channel is not None:
             await channel.close()
+
+
+def _describe(exc: Exception, server: Server | None) -> str:
+    """Why an attempt to connect failed, as a sentence (see ``aioacm.failures``)."""
+    if isinstance(exc, ACMException):  # no server list: the address server's failure
+        return exc.message
+    if type(exc) is ConnectionError and str(exc):  # the sentences of server_check and setup
+        return str(exc)
+    if server is None:
+        return f"cannot connect over gRPC: {reason(exc)}"
+    return unreachable(server, exc, via=grpc_via(server))

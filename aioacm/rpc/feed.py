@@ -186,7 +186,7 @@ class PushFeed:
                 break
             except ACMException as exc:  # no server list yet (an address server down)
                 failures += 1
-                logger.warning("cannot reach Nacos to watch yet: %s", exc)
+                logger.warning("watching waits for a Nacos server: %s", exc)
                 await asyncio.sleep(backoff_delay(failures))
         if mode == "http":
             await self._fall_back()

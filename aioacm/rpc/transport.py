@@ -126,8 +126,9 @@ class RpcTransport:
         try:
             await self.http.send(probe, timeout=self._options.default_timeout)
         except ServerUnavailableError as exc:
+            reasons = [self.connection.last_error, exc.message]
             raise ServerUnavailableError(
-                f"no Nacos server answers, over gRPC (port +{GRPC_PORT_OFFSET}) or HTTP: {exc}",
+                "no Nacos server answers: " + "; ".join(r for r in reasons if r),
                 status=exc.status,
                 server=exc.server,
             ) from exc
@@ -163,9 +164,14 @@ class RpcTransport:
         type_name = request.path
         while True:
             headers = await signer(request) if signer is not None else {}
-            message = await self.connection.request(
-                type_name, request.body or b"{}", headers, timeout
-            )
+            try:
+                message = await self.connection.request(
+                    type_name, request.body or b"{}", headers, timeout
+                )
+            except ServerUnavailableError as exc:
+                if exc.key is None:  # the connection knows no keys: the error says which
+                    exc.key = key
+                raise
             data = message.body
             server = self.connection.server or "Nacos"
             code = data.get("errorCode")
@@ -186,11 +192,14 @@ class RpcTransport:
                     retried = True
                     continue
                 raise AccessDeniedError(
-                    "Insufficient privilege", status=status, server=server, key=key
+                    f"access denied by {server} ({status}): {dialect.denied_hint()}",
+                    status=status,
+                    server=server,
+                    key=key,
                 )
             if status >= 500 or status == 300:
                 raise ServerUnavailableError(
-                    f"{type_name} on {server} failed: {reason}",
+                    f"{server} answered {status} to a {type_name} over gRPC: {reason}",
                     status=status,
                     server=server,
                     key=key,
