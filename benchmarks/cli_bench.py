@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import resource
@@ -15,11 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import report
+from _common import content_for
 from procs import Server, log, pinned
 
 BIN = Path(sys.executable).parent
 CLI_NAMESPACE = "cli"
 CLI_ALIAS = "bench-cli"
+COPY_SOURCE = "copy-src"
+#: one item in this many of the copy's source is envelope-encrypted, with a data key
+COPY_CIPHER_EVERY = 10
 
 
 # -- the CLI ----------------------------------------------------------------------------------
@@ -111,7 +116,73 @@ def bench_cli(args: argparse.Namespace, server: Server, workdir: Path) -> dict[s
             result = cli_run(kind, server.endpoint, args.cli_items, workdir)
             runs[kind].append(result)
             log(f"cli {kind} run {repeat + 1}: {report.brief_cli(result)}")
-    return {"items": args.cli_items, "runs": runs}
+    return {"items": args.cli_items, "runs": runs, "copy": bench_copy(args, server, workdir)}
+
+
+# -- aioacm copy: ACM to Nacos ----------------------------------------------------------------
+
+
+async def seed_copy(endpoint: str, items: int) -> None:
+    """``items`` items in the ACM namespace COPY_SOURCE over two groups; one in
+    COPY_CIPHER_EVERY is ``cipher-kms-aes-128-`` with an encrypted data key (as KMS left it)."""
+    from aioacm import ACMClient
+
+    limit = asyncio.Semaphore(64)
+    async with ACMClient(endpoint, COPY_SOURCE, cai_enabled=False) as client:
+
+        async def publish(i: int) -> None:
+            cipher = i % COPY_CIPHER_EVERY == 0
+            data_id = f"cipher-kms-aes-128-copy.{i:05d}" if cipher else f"copy.{i:05d}"
+            async with limit:
+                await client.publish_raw(
+                    data_id,
+                    "DEFAULT_GROUP" if i % 2 else "APP_GROUP",
+                    content_for(data_id, 256),
+                    encrypted_data_key=f"data-key-{i}" if cipher else None,
+                )
+
+        await asyncio.gather(*(publish(i) for i in range(items)))
+
+
+def copy_run(server: Server, items: int, workdir: Path, repeat: int) -> dict[str, Any]:
+    """``aioacm copy`` of the ACM namespace to a new Nacos namespace of the same server, then
+    again (every item the same: both sides read and compared, nothing written)."""
+    exe = BIN / "aioacm"
+    if not exe.exists():
+        return {"skipped": "aioacm CLI not installed"}
+    home = Path(tempfile.mkdtemp(prefix="cli-copy-", dir=workdir))
+    env = {**os.environ, "HOME": str(home)}
+    source = f"{server.endpoint}:{COPY_SOURCE}"
+    target = f"nacos://{server.endpoint}/copy-dst-{repeat}"
+    try:
+        copy = timed([str(exe), "copy", source, target], env, home)
+        again = timed([str(exe), "copy", source, target], env, home)
+        check = subprocess.run(
+            [str(exe), "copy", source, target, "--dry-run", "--json"],
+            env=env,
+            cwd=home,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        same = len(json.loads(check.stdout)["same"]) if check.returncode == 0 else -1
+        if same != items:
+            raise RuntimeError(f"the target has {same} items the same as the source, not {items}")
+        return {"copy": copy, "again": again, "items": items}
+    except (RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
+        return {"error": str(exc)}
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def bench_copy(args: argparse.Namespace, server: Server, workdir: Path) -> dict[str, Any]:
+    asyncio.run(seed_copy(server.endpoint, args.cli_items))
+    runs = []
+    for repeat in range(args.repeats):
+        result = copy_run(server, args.cli_items, workdir, repeat)
+        runs.append(result)
+        log(f"cli copy run {repeat + 1}: {report.brief_copy(result)}")
+    return {"items": args.cli_items, "cipher_every": COPY_CIPHER_EVERY, "runs": runs}
 
 
 # -- import time ------------------------------------------------------------------------------

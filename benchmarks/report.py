@@ -108,6 +108,14 @@ def brief_cli(result: dict[str, Any]) -> str:
     return f"export {result['export']['wall_s']:.2f} s, import {result['import']['wall_s']:.2f} s"
 
 
+def brief_copy(result: dict[str, Any]) -> str:
+    if "skipped" in result:
+        return str(result["skipped"])
+    if "error" in result:
+        return f"FAILED {result['error']}"
+    return f"copy {result['copy']['wall_s']:.2f} s, again {result['again']['wall_s']:.2f} s"
+
+
 # -- sections ---------------------------------------------------------------------------------
 
 
@@ -314,7 +322,34 @@ def section_cli(results: dict[str, Any]) -> list[str]:
             r = ratio(stats["aioacm"][step], stats["sync"][step])
             lines.append(f"- {step}: aioacm/sync wall time {fmt_ratio(r)}")
         lines.append("")
-    return lines
+    return lines + copy_lines(results.get("copy"))
+
+
+def copy_lines(results: dict[str, Any] | None) -> list[str]:
+    """``aioacm copy`` (no sync counterpart): ACM to a fresh Nacos namespace, then again."""
+    if results is None:
+        return []
+    runs = results["runs"]
+    good = ok_runs(runs)
+    lines = [
+        f"`aioacm copy ENDPOINT:copy-src nacos://ENDPOINT/NEW_NAMESPACE` of"
+        f" {results['items']:,} items (one in {results['cipher_every']}"
+        " `cipher-kms-aes-128-` with an encrypted data key), ACM to Nacos on the same server,"
+        " read back and verified; then the same command again, when every item is the same"
+        " (both sides read and compared, nothing written).",
+        "",
+    ]
+    if not good:
+        return [*lines, f"- copy: {(errors(runs) or ['not run'])[0]}", ""]
+
+    def s(step: str, what: str) -> dict[str, float] | None:
+        return spread(r[step][what] for r in good)
+
+    rows = [
+        [step, fmt(s(key, "wall_s"), 2), fmt(s(key, "cpu_s"), 2)]
+        for step, key in (("copy", "copy"), ("again (all same)", "again"))
+    ]
+    return lines + table(["aioacm copy", "wall s", "CPU s"], rows)
 
 
 def section_import(results: dict[str, Any]) -> list[str]:

@@ -251,7 +251,7 @@ async def test_a_nacos_target_needs_a_password_it_never_echoes(
     assert "access check failed" in wrong.err
     denied = await cli("pull", "x")
     assert denied.code == ACCESS_DENIED, denied
-    assert "user name and password" in denied.err
+    assert "password of the Nacos user" in denied.err
     assert "wrong-pw" not in denied.out + denied.err + wrong.out + wrong.err
     fixed = await cli("add", _nacos_target(nacos), "--password", PASSWORD)
     assert fixed.code == 0, fixed
@@ -316,3 +316,12 @@ async def test_an_ad_hoc_nacos_target_takes_its_password_from_the_environment(
     public = await cli("list", "-n", f"nacos://nacos@127.0.0.1:{nacos.port}")
     assert public.code == 0, public
     assert os.environ["AIOACM_NACOS_PASSWORD"] not in public.out + public.err
+
+
+async def test_an_unknown_flag_suggests_the_nearest_one(cli_home: Path) -> None:
+    result = await cli("import", "-d", "x", "--forse")
+    assert result.code == USAGE
+    assert result.err == (
+        "aioacm: error: unrecognized arguments: --forse (did you mean --force?);"
+        " see 'aioacm import --help'\n"
+    )

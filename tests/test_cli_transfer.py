@@ -117,9 +117,7 @@ async def test_export_delete_removes_only_what_the_namespace_lacks(
         (folder / path).write_text("old")
     (folder / "G" / "nested").mkdir()
 
-    declined = await cli(
-        "export", "-d", str(folder), "--delete", stdin="maybe\nn\n", terminal=True
-    )
+    declined = await cli("export", "-d", str(folder), "--delete", stdin="maybe\nn\n", terminal=True)
     assert declined.code == FAILURE
     assert "Please answer y or n" in declined.err
     assert (folder / "stale-top").exists()

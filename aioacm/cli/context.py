@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
-from ..base import ConfigClient
 from ..client import ACMClient
 from ..dialects.acm import normalize_group, validate_data_id
 from ..errors import InvalidOptionError, InvalidParameterError
@@ -16,7 +16,10 @@ from .console import Console
 from .exits import SETTINGS, USAGE, CLIError
 from .settings import Entry, Settings, client_kwargs
 
-__all__ = ["PASSWORD_ENV", "Context", "parse_key"]
+__all__ = ["PASSWORD_ENV", "Client", "Context", "parse_key"]
+
+#: What the commands work with: either client, through the API both share.
+Client = ACMClient | NacosClient
 
 #: Where ``add`` and ad hoc ``nacos://USER@...`` targets find a Nacos password when no
 #: ``--password`` was given (before asking on the terminal).
@@ -118,7 +121,7 @@ class Context:
             info.update(username=username, password=password)
         return Entry(endpoint, namespace_id, {"tls": False, "namespaces": {}}, info)
 
-    def client_for(self, entry: Entry) -> ConfigClient:
+    def client_for(self, entry: Entry) -> Client:
         """A client for one settings entry (not opened: use ``async with``): an ``ACMClient``,
         or a ``NacosClient`` for a Nacos target.
 
@@ -128,7 +131,7 @@ class Context:
         """
         self.entry = entry
         local = self.settings.path.parent / _LOCAL_FOLDER
-        stores = {
+        stores: dict[str, Any] = {
             "no_snapshot": True,
             "snapshot_base": str(local / "snapshot"),
             "failover_base": str(local / "failover"),
@@ -144,6 +147,6 @@ class Context:
                 f"the settings of {entry.describe()} are invalid: {exc}", SETTINGS
             ) from None
 
-    def client(self, name: str | None) -> ConfigClient:
+    def client(self, name: str | None) -> Client:
         """A client for the namespace ``-n name`` picks (see ``resolve``)."""
         return self.client_for(self.resolve(name))

@@ -42,12 +42,12 @@ BROKEN_PIPE = 141  # 128 + SIGPIPE: stdout was closed by its reader (``aioacm li
 # Shown by ``aioacm --help`` and in the README; a test keeps the three in step.
 EXIT_CODES: tuple[tuple[int, str], ...] = (
     (OK, "success"),
-    (FAILURE, "a request failed, or some items of an export/import failed"),
-    (USAGE, "bad input: unknown flag, invalid dataId or group, unreadable local file"),
+    (FAILURE, "a request failed, some items of an export/import/copy failed, or cancelled"),
+    (USAGE, "bad input: unknown flag, invalid target, dataId or group, bad local path"),
     (SETTINGS, "settings: unknown alias, no namespace configured, unusable ~/.acm.json"),
     (NOT_FOUND, "pull: the config item does not exist"),
-    (UNAVAILABLE, "no ACM server could be reached"),
-    (ACCESS_DENIED, "the server refused access (403): check the AccessKey/SecretKey"),
+    (UNAVAILABLE, "no server could be reached"),
+    (ACCESS_DENIED, "access denied (403): check the AccessKey/SecretKey or Nacos password"),
     (INTERRUPTED, "interrupted (Ctrl-C); 143 for SIGTERM"),
     (BROKEN_PIPE, "whoever read stdout stopped reading (e.g. '| head')"),
 )

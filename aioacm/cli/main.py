@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import difflib
 import logging
 import os
 import signal
@@ -12,7 +14,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 from ..errors import AccessDeniedError, ACMException
-from . import items, namespaces, transfer, watching
+from . import copying, items, namespaces, transfer, watching
 from .console import Console
 from .context import Context
 from .exits import BROKEN_PIPE, FAILURE, INTERRUPTED, USAGE, CLIError, classify
@@ -32,6 +34,7 @@ COMMANDS: dict[str, Command] = {
     "push": items.push,
     "export": transfer.export,
     "import": transfer.import_,
+    "copy": copying.copy,
     "watch": watching.watch,
 }
 
@@ -63,18 +66,46 @@ def _log_to(console: Console, level: int) -> Iterator[None]:
         logger.setLevel(old_level)
 
 
+def unrecognized(parser: argparse.ArgumentParser, command: str | None, extras: list[str]) -> str:
+    """The usage error for arguments no parser took, with the nearest flag of the command."""
+    flags: list[str] = []
+    for action in parser._actions:  # argparse offers no public walk of its parsers
+        flags += action.option_strings
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            for sub_action in action.choices[command]._actions:
+                flags += sub_action.option_strings
+    hints = []
+    for extra in extras:
+        name = extra.split("=", 1)[0]
+        close = (
+            difflib.get_close_matches(name, flags, n=1, cutoff=0.6) if name.startswith("-") else []
+        )
+        hints.append(f"{extra} (did you mean {close[0]}?)" if close else extra)
+    where = f"aioacm {command}" if command else "aioacm"
+    return f"unrecognized arguments: {' '.join(hints)}; see '{where} --help'"
+
+
 def describe(exc: ACMException, ctx: Context) -> str:
-    """One line for an aioacm error, naming the namespace it happened in."""
+    """One line for an aioacm error, naming the namespace it happened in and, for a refused
+    access, what to change with this tool (the library's own hint names API arguments)."""
     entry = ctx.entry
-    if isinstance(exc, AccessDeniedError):
-        where = f" to {entry.describe()}" if entry is not None else ""
-        what = "the AccessKey/SecretKey"
-        if entry is not None and entry.kind == "nacos":
-            what = "the user name and password"
-            if entry.username is None:
-                what = "whether the server needs a login (nacos://USER@HOST/...)"
-        return f"access denied{where}: {exc}; check {what} ('aioacm current')"
-    return str(exc)
+    if not isinstance(exc, AccessDeniedError) or entry is None:
+        return str(exc)
+    by = f" by {exc.server}" if exc.server else ""
+    target = entry.spec
+    if entry.kind == "nacos" and entry.username is not None:
+        hint = (
+            f"check the password of the Nacos user {entry.username!r}"
+            f" (change it with 'aioacm add {target.replace('://', f'://{entry.username}@', 1)}"
+            " --password ...')"
+        )
+    elif entry.kind == "nacos":
+        hint = f"the server wants a login: use nacos://USER@{target.removeprefix('nacos://')}"
+    elif entry.info.get("ak") or entry.info.get("ram_role_name"):
+        hint = "check the AccessKey/SecretKey or RAM role ('aioacm current' shows them)"
+    else:
+        hint = f"the server wants keys: 'aioacm add {target} -a ACCESS_KEY -s SECRET_KEY'"
+    return f"access denied{by} (403) to {entry.describe()}: {hint}"
 
 
 async def run(argv: Sequence[str] | None = None, console: Console | None = None) -> int:
@@ -91,9 +122,12 @@ async def run(argv: Sequence[str] | None = None, console: Console | None = None)
         console = Console(sys.stdout, sys.stderr, sys.stdin)
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extras = parser.parse_known_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error argparse reported
         return exc.code if isinstance(exc.code, int) else USAGE
+    if extras:
+        console.error(unrecognized(parser, args.command, extras))
+        return USAGE
     if args.command is None:
         parser.print_help(console.err)
         return USAGE

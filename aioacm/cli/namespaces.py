@@ -32,7 +32,8 @@ def _password(ctx: Context) -> str | None:
     """The password for ``add nacos://USER@...``: --password, the environment, or a prompt."""
     _endpoint, _namespace_id, username = parse_target(ctx.args.namespace)
     if username is None:
-        return ctx.args.password
+        given: str | None = ctx.args.password
+        return given
     password = ctx.password(username, ctx.args.password)
     if not password:
         raise CLIError(

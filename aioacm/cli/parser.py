@@ -44,8 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     add = sub.add_parser(
         "add",
         help="add a namespace, or update one",
-        description="Add a namespace of ACM or Nacos to ~/.acm.json, or update it if it is"
-        " there.",
+        description="Add a namespace of ACM or Nacos to ~/.acm.json, or update it if it is there.",
         epilog="examples: aioacm add acm.aliyun.com:ea61357b-0000 -a AK -s SK -n dev\n"
         "          aioacm add 127.0.0.1:8080:ns-1 -n local\n"
         "          aioacm add nacos://nacos@127.0.0.1:8848/ns-1 -n nacos   (asks the password)\n"
@@ -151,6 +150,39 @@ def build_parser() -> argparse.ArgumentParser:
             " are left alone)",
         )
         transfer.add_argument("--force", action="store_true", help="delete without asking first")
+
+    copying = sub.add_parser(
+        "copy",
+        help="copy every item of a namespace to another (ACM or Nacos)",
+        description=(
+            "Copy every item of namespace SOURCE to namespace TARGET exactly as stored: content,\n"
+            "config type, and the ciphertext and encrypted data key of cipher- items (no KMS\n"
+            "needed). Then read each copied item back from TARGET and compare."
+        ),
+        epilog="example: aioacm copy prod nacos://127.0.0.1:8848/prod --dry-run",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    for name in ("source", "target"):
+        copying.add_argument(
+            name,
+            metavar=name.upper(),
+            help="alias, ENDPOINT:NAMESPACE_ID or nacos://[USER@]HOST[:PORT]/NAMESPACE_ID",
+        )
+    copying.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list each item as new, changed, same or only-in-target; change nothing",
+    )
+    copying.add_argument(
+        "--delete",
+        action="store_true",
+        help="delete items of TARGET that SOURCE does not have (only once every item was"
+        " copied and verified)",
+    )
+    copying.add_argument("--force", action="store_true", help="delete without asking first")
+    copying.add_argument("-g", dest="group", help="only this group (on both sides)")
+    copying.add_argument("-p", dest="prefix", help="only dataIds starting with this (both sides)")
+    copying.add_argument("--json", action="store_true", help="the outcome as one JSON object")
 
     watch = sub.add_parser(
         "watch",

@@ -14,12 +14,11 @@ import os
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
-from ..client import ACMClient
 from ..dialects.acm import content_md5
 from ..errors import ACMException, InvalidParameterError
 from ..keys import DEFAULT_GROUP
 from .console import Console
-from .context import Context
+from .context import Client, Context
 from .exits import FAILURE, OK, USAGE, CLIError, classify
 from .local import (
     Key,
@@ -61,7 +60,7 @@ def default_zip(entry: Entry) -> Path:
     return Path(f"{entry.endpoint}-{entry.namespace_id}.zip")
 
 
-async def list_namespace(client: ACMClient) -> dict[Key, str | None]:
+async def list_namespace(client: Client) -> dict[Key, str | None]:
     """Every item of the namespace, with its content when the list page carries it verifiably.
 
     Pages after the first are fetched at once. A page item's content is kept only when its

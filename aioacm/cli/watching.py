@@ -6,10 +6,9 @@ import asyncio
 import json
 from datetime import datetime
 
-from ..client import ACMClient
 from ..dispatch import ConfigChange
 from .console import Console
-from .context import Context, parse_key
+from .context import Client, Context, parse_key
 
 __all__ = ["format_change", "watch"]
 
@@ -38,7 +37,7 @@ def format_change(change: ConfigChange, console: Console, as_json: bool) -> str:
     return f"{header}\n{content}" + ("" if content.endswith("\n") or not content else "\n")
 
 
-async def _follow(client: ACMClient, group: str, data_id: str, ctx: Context) -> None:
+async def _follow(client: Client, group: str, data_id: str, ctx: Context) -> None:
     async for change in client.watch(data_id, group):
         text = format_change(change, ctx.console, ctx.args.json)
         ctx.console.print(text.removesuffix("\n"))

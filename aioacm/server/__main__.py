@@ -61,7 +61,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def _parser(prog: str) -> argparse.ArgumentParser:
+def _parser(prog: str = "aioacm-server") -> argparse.ArgumentParser:
     parser = _Parser(
         prog=prog,
         description="A config server for tests and local development, speaking ACM"
